@@ -1,0 +1,154 @@
+"""Accounts and tokens: register, the token endpoint, revocation, logout, sessions."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Form, Response, status
+
+from bastion.api.deps import (
+    Client,
+    CurrentPrincipal,
+    DbSession,
+    Pagination,
+    RuntimeDep,
+    requires,
+)
+from bastion.api.responses import AUTH_ERRORS, OAUTH_ERRORS, errors
+from bastion.api.schemas import Page, RegisterIn, SessionOut, TokenOut, UserOut
+from bastion.errors import InvalidRequest, UnsupportedGrantType
+from bastion.scopes import ME
+from bastion.services import audit, sessions, users
+from bastion.services.principals import Principal
+
+router = APIRouter(prefix="/auth", tags=["auth"])
+
+FormText = Annotated[str | None, Form(max_length=4096)]
+
+
+@router.post(
+    "/register",
+    status_code=status.HTTP_201_CREATED,
+    response_model=UserOut,
+    responses=errors(409, 413, 422, 429),
+)
+async def register(body: RegisterIn, db: DbSession, runtime: RuntimeDep, client: Client) -> object:
+    return await users.create_user(
+        db,
+        passwords=runtime.passwords,
+        username=body.username,
+        email=str(body.email),
+        password=body.password,
+        full_name=body.full_name,
+        ip=client.ip,
+    )
+
+
+@router.post("/token", response_model=TokenOut, responses=OAUTH_ERRORS)
+async def token(
+    response: Response,
+    db: DbSession,
+    runtime: RuntimeDep,
+    client: Client,
+    grant_type: FormText = None,
+    username: FormText = None,
+    password: FormText = None,
+    scope: FormText = None,
+    refresh_token: FormText = None,
+) -> TokenOut:
+    """OAuth 2.0 token endpoint (RFC 6749): the password and refresh_token grants."""
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["Pragma"] = "no-cache"
+    if grant_type in (None, "", "password"):
+        if not username or password is None:
+            raise InvalidRequest("username and password are required")
+        tokens = await runtime.grants.password_grant(
+            db, identifier=username, password=password, scope=scope, client=client
+        )
+    elif grant_type == "refresh_token":
+        if not refresh_token:
+            raise InvalidRequest("refresh_token is required")
+        tokens = await runtime.grants.refresh_grant(
+            db, refresh_token=refresh_token, scope=scope, client=client
+        )
+    else:
+        raise UnsupportedGrantType()
+    return TokenOut(
+        access_token=tokens.access_token,
+        expires_in=tokens.expires_in,
+        refresh_token=tokens.refresh_token,
+        scope=tokens.scope,
+    )
+
+
+@router.post("/revoke", responses=OAUTH_ERRORS)
+async def revoke(
+    db: DbSession,
+    runtime: RuntimeDep,
+    client: Client,
+    token: Annotated[str, Form(max_length=4096)],
+    token_type_hint: FormText = None,
+) -> Response:
+    """RFC 7009: always 200; a known refresh or access token's session ends."""
+    user_id = await runtime.grants.revoke(db, token=token)
+    if user_id is not None:
+        audit.record(db, "logout", user_id=user_id, ip=client.ip, detail={"via": "revoke"})
+    return Response(status_code=200, headers={"Cache-Control": "no-store", "Pragma": "no-cache"})
+
+
+@router.post("/logout", status_code=204, responses=AUTH_ERRORS)
+async def logout(
+    principal: CurrentPrincipal, db: DbSession, runtime: RuntimeDep, client: Client
+) -> None:
+    """End the session of the presented access token."""
+    if principal.session_id is not None:
+        await sessions.revoke_session(db, runtime.state, session_id=principal.session_id)
+    audit.record(db, "logout", user_id=principal.user.id, ip=client.ip)
+
+
+@router.post("/logout-all", status_code=204, responses=AUTH_ERRORS)
+async def logout_all(
+    principal: CurrentPrincipal, db: DbSession, runtime: RuntimeDep, client: Client
+) -> None:
+    """End every session of the caller."""
+    ended = await sessions.revoke_user_sessions(db, runtime.state, user_id=principal.user.id)
+    audit.record(
+        db, "logout", user_id=principal.user.id, ip=client.ip, detail={"sessions": len(ended)}
+    )
+
+
+@router.get("/sessions", response_model=Page[SessionOut], responses=AUTH_ERRORS)
+async def list_sessions(
+    principal: Annotated[Principal, requires(ME)], db: DbSession, page: Pagination
+) -> Page[SessionOut]:
+    rows, total = await sessions.active_sessions(
+        db, user_id=principal.user.id, limit=page.limit, offset=page.offset
+    )
+    items = [
+        SessionOut(
+            id=row.id,
+            created_at=row.created_at,
+            last_used_at=row.last_used_at,
+            user_agent=row.user_agent,
+            ip=row.ip,
+            current=row.id == principal.session_id,
+        )
+        for row in rows
+    ]
+    return Page(items=items, total=total, limit=page.limit, offset=page.offset)
+
+
+@router.delete("/sessions/{session_id}", status_code=204, responses=errors(401, 403, 404))
+async def delete_session(
+    session_id: str,
+    principal: Annotated[Principal, requires(ME)],
+    db: DbSession,
+    runtime: RuntimeDep,
+    client: Client,
+) -> None:
+    await sessions.revoke_session(
+        db, runtime.state, session_id=session_id, user_id=principal.user.id
+    )
+    audit.record(
+        db, "logout", user_id=principal.user.id, ip=client.ip, detail={"session_id": session_id}
+    )

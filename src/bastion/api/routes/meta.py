@@ -1,0 +1,64 @@
+"""Public endpoints: service info, health, readiness, JWKS and discovery."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse
+from sqlalchemy import text
+
+from bastion import __version__
+from bastion.api.deps import RuntimeDep
+from bastion.api.schemas import Health, ServiceInfo
+from bastion.scopes import ALL_SCOPES
+from bastion.security.access_tokens import public_jwk
+
+router = APIRouter(tags=["meta"])
+
+
+@router.get("/", response_model=ServiceInfo)
+async def service_info() -> ServiceInfo:
+    return ServiceInfo(name="bastion", version=__version__, docs="/docs")
+
+
+@router.get("/healthz", response_model=Health)
+async def healthz() -> Health:
+    return Health(status="ok")
+
+
+@router.get(
+    "/readyz",
+    response_model=Health,
+    responses={503: {"description": "A dependency (the database) does not answer"}},
+)
+async def readyz(runtime: RuntimeDep) -> Any:
+    try:
+        async with runtime.engine.connect() as connection:
+            await connection.execute(text("SELECT 1"))
+    except Exception:  # noqa: BLE001 - any failure means "not ready"
+        return JSONResponse({"status": "unavailable", "reason": "database"}, status_code=503)
+    return Health(status="ok")
+
+
+@router.get("/.well-known/jwks.json")
+async def jwks(runtime: RuntimeDep) -> dict[str, list[dict[str, Any]]]:
+    await runtime.keys.reload_if_due()
+    return {"keys": [public_jwk(key) for key in runtime.keys.ring.keys.values()]}
+
+
+@router.get("/.well-known/openid-configuration")
+async def openid_configuration(runtime: RuntimeDep) -> dict[str, Any]:
+    issuer = runtime.settings.issuer.rstrip("/")
+    return {
+        "issuer": runtime.settings.issuer,
+        "token_endpoint": f"{issuer}/auth/token",
+        "jwks_uri": f"{issuer}/.well-known/jwks.json",
+        "revocation_endpoint": f"{issuer}/auth/revoke",
+        "scopes_supported": sorted(ALL_SCOPES),
+        "grant_types_supported": ["password", "refresh_token"],
+        "response_types_supported": ["token"],
+        "token_endpoint_auth_methods_supported": ["none"],
+        "revocation_endpoint_auth_methods_supported": ["none"],
+        "id_token_signing_alg_values_supported": [runtime.keys.ring.active.algorithm],
+    }

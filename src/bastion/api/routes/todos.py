@@ -1,0 +1,78 @@
+"""Todos: the protected resource. Owners only; ``todos:moderate`` may read and delete any."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, status
+
+from bastion.api.deps import DbSession, Pagination, requires
+from bastion.api.responses import errors
+from bastion.api.schemas import Page, TodoIn, TodoOut, TodoPatch
+from bastion.scopes import TODOS_MODERATE, TODOS_READ, TODOS_WRITE
+from bastion.services import todos
+from bastion.services.principals import Principal
+
+router = APIRouter(prefix="/todos", tags=["todos"])
+Reader = Annotated[Principal, requires(TODOS_READ)]
+Writer = Annotated[Principal, requires(TODOS_WRITE)]
+
+
+@router.get("", response_model=Page[TodoOut], responses=errors(401, 403, 422))
+async def list_todos(principal: Reader, db: DbSession, page: Pagination) -> Page[TodoOut]:
+    rows, total = await todos.list_todos(
+        db, owner_id=principal.user.id, limit=page.limit, offset=page.offset
+    )
+    return Page(
+        items=[TodoOut.model_validate(row, from_attributes=True) for row in rows],
+        total=total,
+        limit=page.limit,
+        offset=page.offset,
+    )
+
+
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    response_model=TodoOut,
+    responses=errors(401, 403, 413, 422),
+)
+async def create_todo(body: TodoIn, principal: Writer, db: DbSession) -> object:
+    return await todos.create_todo(
+        db,
+        owner_id=principal.user.id,
+        title=body.title,
+        description=body.description,
+        done=body.done,
+    )
+
+
+@router.get("/{todo_id}", response_model=TodoOut, responses=errors(401, 403, 404))
+async def read_todo(todo_id: str, principal: Reader, db: DbSession) -> object:
+    return await todos.get_todo(
+        db,
+        todo_id=todo_id,
+        viewer_id=principal.user.id,
+        any_owner=TODOS_MODERATE in principal.scopes,
+    )
+
+
+@router.patch("/{todo_id}", response_model=TodoOut, responses=errors(401, 403, 404, 413, 422))
+async def update_todo(todo_id: str, body: TodoPatch, principal: Writer, db: DbSession) -> object:
+    todo = await todos.get_todo(db, todo_id=todo_id, viewer_id=principal.user.id, any_owner=False)
+    for field, value in body.model_dump(exclude_unset=True).items():
+        setattr(todo, field, value)
+    await db.flush()
+    await db.refresh(todo)
+    return todo
+
+
+@router.delete("/{todo_id}", status_code=204, responses=errors(401, 403, 404))
+async def delete_todo(todo_id: str, principal: Writer, db: DbSession) -> None:
+    todo = await todos.get_todo(
+        db,
+        todo_id=todo_id,
+        viewer_id=principal.user.id,
+        any_owner=TODOS_MODERATE in principal.scopes,
+    )
+    await todos.delete_todo(db, todo)

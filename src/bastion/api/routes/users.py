@@ -1,0 +1,80 @@
+"""The caller's own account, and profiles by id."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter
+
+from bastion.api.deps import Client, DbSession, RuntimeDep, requires
+from bastion.api.responses import AUTH_ERRORS, errors
+from bastion.api.schemas import AccountDeletion, PasswordChange, ProfilePatch, UserOut
+from bastion.errors import NotFound
+from bastion.scopes import ME, USERS_READ
+from bastion.services import users
+from bastion.services.auth_state import UserView
+from bastion.services.principals import Principal
+
+router = APIRouter(prefix="/users", tags=["users"])
+Me = Annotated[Principal, requires(ME)]
+
+
+@router.get("/me", response_model=UserOut, responses=AUTH_ERRORS)
+async def read_me(principal: Me) -> UserView:
+    return principal.user
+
+
+@router.patch("/me", response_model=UserOut, responses=errors(401, 403, 409, 413, 422))
+async def update_me(
+    body: ProfilePatch, principal: Me, db: DbSession, runtime: RuntimeDep
+) -> object:
+    user = await users.get_user(db, principal.user.id)
+    return await users.update_profile(
+        db,
+        runtime.state,
+        passwords=runtime.passwords,
+        user=user,
+        email=str(body.email) if body.email is not None else None,
+        full_name=body.full_name,
+        full_name_set="full_name" in body.model_fields_set,
+        current_password=body.current_password,
+    )
+
+
+@router.post("/me/password", status_code=204, responses=errors(401, 403, 413, 422))
+async def change_password(
+    body: PasswordChange, principal: Me, db: DbSession, runtime: RuntimeDep, client: Client
+) -> None:
+    """Set a new password; every other session of the account ends."""
+    await users.change_password(
+        db,
+        runtime.state,
+        passwords=runtime.passwords,
+        user=await users.get_user(db, principal.user.id),
+        current_password=body.current_password,
+        new_password=body.new_password,
+        keep_session_id=principal.session_id,
+        ip=client.ip,
+    )
+
+
+@router.delete("/me", status_code=204, responses=errors(401, 403, 413, 422))
+async def delete_me(
+    body: AccountDeletion, principal: Me, db: DbSession, runtime: RuntimeDep, client: Client
+) -> None:
+    """Delete the account with its sessions, API keys and todos."""
+    user = await users.get_user(db, principal.user.id)
+    await users.require_password(runtime.passwords, user=user, password=body.password)
+    await users.delete_user(db, runtime.state, user=user, ip=client.ip, actor_id=user.id)
+
+
+@router.get("/{user_id}", response_model=UserOut, responses=errors(401, 403, 404))
+async def read_user(
+    user_id: str, principal: Annotated[Principal, requires()], db: DbSession
+) -> object:
+    """Your own profile, or anyone's with ``users:read``; others do not exist for you."""
+    if user_id == principal.user.id:
+        return principal.user
+    if USERS_READ not in principal.scopes:
+        raise NotFound("user not found")
+    return await users.get_user(db, user_id)

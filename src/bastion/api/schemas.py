@@ -1,0 +1,196 @@
+"""Request and response bodies. Requests forbid unknown fields: no mass assignment."""
+
+from __future__ import annotations
+
+import unicodedata
+from datetime import datetime
+from typing import Annotated, Generic, TypeVar
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    EmailStr,
+    Field,
+    StringConstraints,
+    model_validator,
+)
+
+T = TypeVar("T")
+_ALLOWED_CONTROLS_IN_TEXT = frozenset("\n\r\t")
+
+
+def _no_controls(value: str) -> str:
+    if any(unicodedata.category(ch) in ("Cc", "Cs") for ch in value):
+        raise ValueError("control characters are not allowed")
+    return value
+
+
+def _no_controls_but_lines(value: str) -> str:
+    if any(
+        unicodedata.category(ch) in ("Cc", "Cs") and ch not in _ALLOWED_CONTROLS_IN_TEXT
+        for ch in value
+    ):
+        raise ValueError("control characters are not allowed")
+    return value
+
+
+def _checked_email(value: str) -> str:
+    return _no_controls(value)
+
+
+Username = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.-]{3,32}$")]
+Email = Annotated[EmailStr, Field(max_length=320), AfterValidator(_checked_email)]
+Password = Annotated[str, Field(max_length=1024), AfterValidator(_no_controls_but_lines)]
+FullName = Annotated[str, Field(min_length=1, max_length=200), AfterValidator(_no_controls)]
+Title = Annotated[str, Field(min_length=1, max_length=200), AfterValidator(_no_controls)]
+Description = Annotated[str, Field(max_length=2000), AfterValidator(_no_controls_but_lines)]
+KeyName = Annotated[str, Field(min_length=1, max_length=100), AfterValidator(_no_controls)]
+ScopeName = Annotated[str, Field(min_length=1, max_length=50), AfterValidator(_no_controls)]
+
+
+class Input(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Page(BaseModel, Generic[T]):
+    items: list[T]
+    total: int
+    limit: int
+    offset: int
+
+
+# Accounts
+
+
+class RegisterIn(Input):
+    username: Username
+    email: Email
+    password: Password
+    full_name: FullName | None = None
+
+
+class UserOut(BaseModel):
+    id: str
+    username: str
+    email: str
+    full_name: str | None
+    roles: list[str]
+    is_active: bool
+    created_at: datetime
+
+
+class ProfilePatch(Input):
+    email: Email | None = None
+    full_name: FullName | None = None
+    current_password: Password | None = None
+
+
+class PasswordChange(Input):
+    current_password: Password
+    new_password: Password
+
+
+class AccountDeletion(Input):
+    password: Password
+
+
+class TokenOut(BaseModel):
+    access_token: str
+    token_type: str = "bearer"
+    expires_in: int
+    refresh_token: str
+    scope: str
+
+
+class SessionOut(BaseModel):
+    id: str
+    created_at: datetime
+    last_used_at: datetime
+    user_agent: str | None
+    ip: str | None
+    current: bool
+
+
+# API keys
+
+
+class ApiKeyIn(Input):
+    name: KeyName
+    scopes: Annotated[list[ScopeName], Field(max_length=20)]
+    expires_in_days: Annotated[int, Field(ge=1, le=3650)] | None = None
+
+
+class ApiKeyOut(BaseModel):
+    id: str
+    name: str
+    prefix: str
+    scopes: list[str]
+    created_at: datetime
+    expires_at: datetime | None
+
+
+class ApiKeyCreated(ApiKeyOut):
+    key: str
+
+
+# Todos
+
+
+class TodoIn(Input):
+    title: Title
+    description: Description | None = None
+    done: bool = False
+
+
+class TodoPatch(Input):
+    title: Title | None = None
+    description: Description | None = None
+    done: bool | None = None
+
+    @model_validator(mode="after")
+    def _no_null_title_or_done(self) -> TodoPatch:
+        for name in ("title", "done"):
+            if name in self.model_fields_set and getattr(self, name) is None:
+                raise ValueError(f"{name} cannot be null")
+        return self
+
+
+class TodoOut(BaseModel):
+    id: str
+    title: str
+    description: str | None
+    done: bool
+    owner_id: str
+    created_at: datetime
+    updated_at: datetime
+
+
+# Administration
+
+
+class AdminUserPatch(Input):
+    is_active: bool | None = None
+    roles: Annotated[list[Annotated[str, Field(max_length=32)]], Field(max_length=10)] | None = None
+
+
+class AuditEventOut(BaseModel):
+    id: str
+    at: datetime
+    event: str
+    user_id: str | None
+    ip: str | None
+    detail: dict[str, object] | None
+
+
+# Discovery
+
+
+class ServiceInfo(BaseModel):
+    name: str
+    version: str
+    docs: str
+
+
+class Health(BaseModel):
+    status: str

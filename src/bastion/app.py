@@ -1,0 +1,66 @@
+"""The application factory: ``create_app(settings)`` builds everything, nothing at import."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+
+from bastion import __version__
+from bastion.api import error_handlers
+from bastion.api.middleware import BodyLimitMiddleware, SecurityHeadersMiddleware
+from bastion.api.routes import admin, api_keys, auth, meta, todos, users
+from bastion.config import Settings
+from bastion.runtime import Runtime, build_runtime
+
+DESCRIPTION = """Authentication and authorization for FastAPI: OAuth2 password flow,
+short-lived JWT access tokens, rotating refresh tokens, roles, scopes, API keys
+and HTTP Basic. Use **Authorize** with your username and password."""
+
+
+def create_app(settings: Settings | None = None, *, runtime: Runtime | None = None) -> FastAPI:
+    """Build the app. The database must already be migrated (``bastion db upgrade``).
+
+    ``runtime`` lets a caller (the tests) supply an already-built runtime;
+    otherwise the lifespan builds one from ``settings`` and closes it after.
+    """
+    settings = settings or (runtime.settings if runtime else Settings())
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if runtime is not None:
+            app.state.runtime = runtime
+            yield
+            return
+        built = await build_runtime(settings)
+        app.state.runtime = built
+        try:
+            yield
+        finally:
+            await built.close()
+
+    app = FastAPI(
+        title="Bastion",
+        version=__version__,
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        swagger_ui_parameters={"persistAuthorization": False},
+    )
+    error_handlers.install(app)
+    for router in (meta.router, auth.router, users.router, api_keys.router, todos.router,
+                   admin.router):
+        app.include_router(router)
+    # Last added runs first: the body limit wraps everything.
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_credentials=True,
+            allow_methods=["GET", "POST", "PATCH", "DELETE"],
+            allow_headers=["Authorization", "Content-Type", "X-API-Key"],
+        )
+    app.add_middleware(SecurityHeadersMiddleware)
+    app.add_middleware(BodyLimitMiddleware, max_size=settings.max_body_size)
+    return app

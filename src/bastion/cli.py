@@ -1,0 +1,182 @@
+"""The ``bastion`` command: a thin shell over the same services the API uses."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from typing import Annotated
+
+import typer
+from pydantic import ValidationError
+
+from bastion.api.schemas import RegisterIn
+from bastion.config import Settings
+from bastion.db import migrate
+from bastion.db.engine import create_engine, create_sessionmaker, transaction
+from bastion.db.models import utcnow
+from bastion.errors import BastionError
+from bastion.scopes import DEFAULT_ROLE
+from bastion.security.passwords import PasswordHasher
+from bastion.services import signing_keys, users
+
+app = typer.Typer(help="Bastion: authentication and authorization for FastAPI.", no_args_is_help=True)
+db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
+keys_app = typer.Typer(help="Token signing keys.", no_args_is_help=True)
+users_app = typer.Typer(help="Accounts.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(keys_app, name="keys")
+app.add_typer(users_app, name="users")
+
+
+def _settings() -> Settings:
+    return Settings()
+
+
+async def _prepare(settings: Settings) -> None:
+    """Create the first signing key (once, before any worker starts)."""
+    engine = create_engine(settings.database_url)
+    try:
+        async with transaction(create_sessionmaker(engine)) as db:
+            await signing_keys.ensure_active_key(db, algorithm=settings.jwt_algorithm)
+    finally:
+        await engine.dispose()
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Address to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to bind.")] = 8000,
+    workers: Annotated[int, typer.Option(min=1, help="Worker processes.")] = 1,
+) -> None:
+    """Migrate the database, create a signing key if needed, and serve the API."""
+    import uvicorn
+
+    settings = _settings()
+    migrate.upgrade(settings.database_url)
+    asyncio.run(_prepare(settings))
+    uvicorn.run(
+        "bastion.app:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        proxy_headers=False,  # Bastion reads X-Forwarded-For itself, from trusted proxies only
+        server_header=False,
+        access_log=False,
+        log_level=settings.log_level,
+        timeout_graceful_shutdown=30,
+    )
+
+
+@db_app.command("upgrade")
+def db_upgrade(revision: Annotated[str, typer.Argument()] = "head") -> None:
+    """Apply migrations up to REVISION (default: the newest)."""
+    migrate.upgrade(_settings().database_url, revision)
+    typer.echo("database is up to date")
+
+
+@db_app.command("downgrade")
+def db_downgrade(revision: Annotated[str, typer.Argument()]) -> None:
+    """Revert migrations down to REVISION (``base`` removes everything)."""
+    migrate.downgrade(_settings().database_url, revision)
+
+
+@keys_app.command("rotate")
+def keys_rotate() -> None:
+    """Make a new signing key active; the old one stays published until its tokens expire."""
+    settings = _settings()
+
+    async def run() -> str:
+        engine = create_engine(settings.database_url)
+        try:
+            async with transaction(create_sessionmaker(engine)) as db:
+                return await signing_keys.rotate_key(
+                    db,
+                    algorithm=settings.jwt_algorithm,
+                    publish_for=signing_keys.publish_window(
+                        access_token_ttl=settings.access_token_ttl,
+                        key_refresh_interval=settings.key_refresh_interval,
+                    ),
+                )
+        finally:
+            await engine.dispose()
+
+    typer.echo(f"active signing key: {asyncio.run(run())}")
+
+
+@keys_app.command("list")
+def keys_list() -> None:
+    """List the published signing keys."""
+    settings = _settings()
+
+    async def run() -> None:
+        engine = create_engine(settings.database_url)
+        try:
+            async with transaction(create_sessionmaker(engine)) as db:
+                ring = await signing_keys.load_key_ring(db, now=utcnow())
+        finally:
+            await engine.dispose()
+        for key in ring.keys.values():
+            status = "active" if key is ring.active else f"retired until {key.publish_until}"
+            typer.echo(f"{key.kid}  {key.algorithm}  {status}")
+
+    asyncio.run(run())
+
+
+@users_app.command("create")
+def users_create(
+    username: str,
+    email: Annotated[str, typer.Option(help="Email address.")],
+    role: Annotated[list[str] | None, typer.Option(help="Role (repeatable).")] = None,
+    full_name: Annotated[str | None, typer.Option(help="Display name.")] = None,
+    password_stdin: Annotated[
+        bool, typer.Option("--password-stdin", help="Read the password from standard input.")
+    ] = False,
+) -> None:
+    """Create an account (an admin, say) without the API."""
+    settings = _settings()
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
+    try:
+        valid = RegisterIn(
+            username=username, email=email, password=password, full_name=full_name
+        )
+    except ValidationError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(code=2) from exc
+    hasher = PasswordHasher(
+        memory_cost=settings.argon2_memory_cost,
+        time_cost=settings.argon2_time_cost,
+        threads=1,
+    )
+
+    async def run() -> str:
+        engine = create_engine(settings.database_url)
+        try:
+            async with transaction(create_sessionmaker(engine)) as db:
+                user = await users.create_user(
+                    db,
+                    passwords=hasher,
+                    username=valid.username,
+                    email=str(valid.email),
+                    password=valid.password,
+                    full_name=valid.full_name,
+                    roles=role or [DEFAULT_ROLE],
+                )
+                return user.id
+        finally:
+            await engine.dispose()
+
+    migrate.upgrade(settings.database_url)
+    try:
+        user_id = asyncio.run(run())
+    except BastionError as exc:
+        typer.echo(f"error: {exc.message}", err=True)
+        raise typer.Exit(code=1) from exc
+    typer.echo(f"created user {username} ({user_id})")
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,109 @@
+"""Bastion's settings: one typed object read from ``BASTION_*`` variables and ``.env``."""
+
+from __future__ import annotations
+
+import ipaddress
+from functools import cached_property
+from typing import Annotated, Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+# Values copied from tutorials and sample configs; never accepted as a secret.
+_PLACEHOLDER_SECRETS = frozenset(
+    {
+        "secret",
+        "changeme",
+        "change-me",
+        "your-secret-key",
+        "your-secret-key-here",
+        "supersecret",
+        "secret-key",
+        "09d25e094faa6ca2556c818166b7a9563b93f7099f6f0f4caa6cf63b88e8d3e7",
+    }
+)
+
+JwtAlgorithm = Literal["ES256", "EdDSA", "RS256"]
+
+
+def _split_list(value: object) -> object:
+    if isinstance(value, str):
+        return [item.strip() for item in value.replace(",", " ").split() if item.strip()]
+    return value
+
+
+class Settings(BaseSettings):
+    """Everything Bastion can be told; see the README's configuration table."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="BASTION_", env_file=".env", extra="ignore", frozen=True
+    )
+
+    database_url: str = "sqlite+aiosqlite:///./bastion.db"
+    redis_url: SecretStr | None = None
+    issuer: str = "http://127.0.0.1:8000"
+    audience: str = "bastion"
+    jwt_algorithm: JwtAlgorithm = "ES256"
+    access_token_ttl: int = Field(default=900, ge=30, le=86_400)
+    refresh_token_ttl: int = Field(default=30 * 86_400, ge=60)
+    session_max_lifetime: int = Field(default=90 * 86_400, ge=60)
+    secret_key: SecretStr | None = None
+
+    argon2_memory_cost: int = Field(default=19_456, ge=19_456)
+    argon2_time_cost: int = Field(default=2, ge=2)
+    hashing_threads: int = Field(default=2, ge=1)
+
+    basic_auth: bool = True
+    api_key_query: bool = False
+
+    login_max_failures: int = Field(default=5, ge=1)
+    login_failure_window: int = Field(default=900, ge=1)
+    ip_max_failures: int = Field(default=30, ge=1)
+    ip_failure_window: int = Field(default=60, ge=1)
+
+    trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    max_body_size: int = Field(default=65_536, ge=1024)
+
+    state_cache_ttl: float = Field(default=1.0, ge=0.0, le=60.0)
+    key_refresh_interval: float = Field(default=30.0, ge=1.0)
+    audit_retention_days: int = Field(default=365, ge=1)
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_json: bool = False
+
+    @field_validator("trusted_proxies", "cors_origins", mode="before")
+    @classmethod
+    def _lists_from_env(cls, value: object) -> object:
+        return _split_list(value)
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _valid_networks(cls, value: list[str]) -> list[str]:
+        for item in value:
+            ipaddress.ip_network(item, strict=False)
+        return value
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _no_wildcard_origin(cls, value: list[str]) -> list[str]:
+        if "*" in value:
+            raise ValueError("list the allowed origins; '*' is refused with credentials")
+        return value
+
+    @field_validator("secret_key")
+    @classmethod
+    def _strong_secret(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None:
+            return None
+        raw = value.get_secret_value()
+        if raw.strip().lower() in _PLACEHOLDER_SECRETS or len(raw) < 32:
+            raise ValueError("BASTION_SECRET_KEY must be at least 32 random characters")
+        return value
+
+    @cached_property
+    def trusted_networks(self) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+        return tuple(ipaddress.ip_network(item, strict=False) for item in self.trusted_proxies)
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")

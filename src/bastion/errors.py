@@ -1,0 +1,106 @@
+"""Bastion's error vocabulary: domain exceptions with no HTTP in them.
+
+``bastion.api.error_handlers`` is the one place that turns them into status
+codes, bodies and ``WWW-Authenticate`` challenges.
+"""
+
+from __future__ import annotations
+
+
+class BastionError(Exception):
+    """Base of every error Bastion raises on purpose."""
+
+    message = "request failed"
+
+    def __init__(self, message: str | None = None, *, keep_writes: bool = False) -> None:
+        super().__init__(message or self.message)
+        self.message = message or self.message
+        # True when the unit of work must still commit what it recorded
+        # (an audit event, a revoked session) although the request fails.
+        self.keep_writes = keep_writes
+
+
+class NotFound(BastionError):
+    message = "not found"
+
+
+class Conflict(BastionError):
+    message = "already exists"
+
+
+class PolicyViolation(BastionError):
+    """Input that is well-formed but refused by a rule (e.g. password policy)."""
+
+    message = "input refused by policy"
+
+
+class PermissionDenied(BastionError):
+    message = "not allowed"
+
+
+class AccountDisabled(PermissionDenied):
+    message = "account is disabled"
+
+
+class AuthenticationError(BastionError):
+    """No usable credential: missing, unknown key, wrong Basic password."""
+
+    message = "not authenticated"
+
+
+class InvalidToken(AuthenticationError):
+    """A bearer token that is malformed, forged, expired or revoked."""
+
+    message = "invalid or expired token"
+
+
+class InsufficientScope(BastionError):
+    def __init__(self, scope: str) -> None:
+        super().__init__(f"this credential lacks the scope {scope}")
+        self.scope = scope
+
+
+class Throttled(BastionError):
+    message = "too many failed attempts"
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__(keep_writes=True)
+        self.retry_after = max(1, int(retry_after))
+
+
+class OAuthError(BastionError):
+    """An RFC 6749 section 5.2 error of the token or revocation endpoint."""
+
+    error = "invalid_request"
+    status_code = 400
+
+
+class InvalidRequest(OAuthError):
+    error = "invalid_request"
+    message = "the request is missing a parameter or is malformed"
+
+
+class InvalidGrant(OAuthError):
+    error = "invalid_grant"
+    message = "the grant is invalid, expired or revoked"
+
+
+class InvalidCredentialsGrant(InvalidGrant):
+    """Wrong username or password: 401 with a Bearer challenge, as FastAPI's tutorial does."""
+
+    status_code = 401
+    message = "incorrect username or password"
+
+
+class InvalidScope(OAuthError):
+    error = "invalid_scope"
+    message = "the requested scope is invalid or exceeds what was granted"
+
+
+class UnsupportedGrantType(OAuthError):
+    error = "unsupported_grant_type"
+    message = "grant_type must be password or refresh_token"
+
+
+class BodyTooLarge(BastionError):
+    message = "request body too large"

@@ -1,0 +1,102 @@
+"""The objects one running app shares between requests, built in its lifespan."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from bastion.config import Settings
+from bastion.db.engine import create_engine, create_sessionmaker, transaction
+from bastion.security.access_tokens import AccessTokenCodec
+from bastion.security.opaque_tokens import TokenDigester
+from bastion.security.passwords import PasswordHasher
+from bastion.services import instance_secrets
+from bastion.services.auth_state import AuthState
+from bastion.services.principals import PrincipalResolver
+from bastion.services.sessions import SessionPolicy
+from bastion.services.signing_keys import KeyManager
+from bastion.services.token_grants import TokenGrants
+
+
+@dataclass(frozen=True)
+class Runtime:
+    settings: Settings
+    engine: AsyncEngine
+    sessionmaker: async_sessionmaker[AsyncSession]
+    passwords: PasswordHasher
+    keys: KeyManager
+    codec: AccessTokenCodec
+    digester: TokenDigester
+    state: AuthState
+    grants: TokenGrants
+    principals: PrincipalResolver
+
+    async def close(self) -> None:
+        await self.engine.dispose()
+
+
+async def build_runtime(settings: Settings) -> Runtime:
+    """Connect to the database and load keys; the schema must be migrated already."""
+    engine = create_engine(settings.database_url)
+    sessionmaker = create_sessionmaker(engine)
+    try:
+        keys = KeyManager(
+            sessionmaker,
+            algorithm=settings.jwt_algorithm,
+            refresh_interval=settings.key_refresh_interval,
+        )
+        await keys.start()
+        if settings.secret_key is not None:
+            hash_key = settings.secret_key.get_secret_value().encode()
+        else:
+            async with transaction(sessionmaker) as db:
+                hash_key = await instance_secrets.get_or_create(
+                    db, instance_secrets.TOKEN_HASH_KEY
+                )
+    except BaseException:
+        await engine.dispose()
+        raise
+    passwords = PasswordHasher(
+        memory_cost=settings.argon2_memory_cost,
+        time_cost=settings.argon2_time_cost,
+        threads=settings.hashing_threads,
+    )
+    codec = AccessTokenCodec(
+        key_ring=lambda: keys.ring,
+        issuer=settings.issuer,
+        audience=settings.audience,
+        ttl=settings.access_token_ttl,
+    )
+    digester = TokenDigester(hash_key)
+    state = AuthState(sessionmaker, ttl=settings.state_cache_ttl)
+    grants = TokenGrants(
+        codec=codec,
+        digester=digester,
+        passwords=passwords,
+        state=state,
+        policy=SessionPolicy(
+            refresh_token_ttl=settings.refresh_token_ttl,
+            session_max_lifetime=settings.session_max_lifetime,
+        ),
+    )
+    principals = PrincipalResolver(
+        codec=codec,
+        digester=digester,
+        state=state,
+        grants=grants,
+        sessionmaker=sessionmaker,
+        reload_keys=keys.reload_for_unknown_kid,
+    )
+    return Runtime(
+        settings=settings,
+        engine=engine,
+        sessionmaker=sessionmaker,
+        passwords=passwords,
+        keys=keys,
+        codec=codec,
+        digester=digester,
+        state=state,
+        grants=grants,
+        principals=principals,
+    )

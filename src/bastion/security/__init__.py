@@ -1,0 +1,1 @@
+"""Cryptography: passwords, signing keys, access tokens and opaque credentials."""

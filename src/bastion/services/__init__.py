@@ -1,0 +1,1 @@
+"""Domain services: what Bastion does, with no HTTP in it. They flush; callers commit."""

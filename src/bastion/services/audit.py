@@ -1,0 +1,75 @@
+"""The security audit trail: events written in the same transaction as what they record."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from datetime import datetime, timedelta
+from typing import Any, Final
+
+from sqlalchemy import ColumnElement, delete, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bastion.db.models import AuditEvent, utcnow
+from bastion.db.pagination import paginate
+
+EVENTS: Final = frozenset(
+    {
+        "register",
+        "login_succeeded",
+        "login_failed",
+        "login_throttled",
+        "token_refreshed",
+        "refresh_reuse_detected",
+        "logout",
+        "password_changed",
+        "api_key_created",
+        "api_key_revoked",
+        "role_changed",
+        "user_disabled",
+        "user_deleted",
+    }
+)
+
+
+def record(
+    db: AsyncSession,
+    event: str,
+    *,
+    user_id: str | None,
+    ip: str | None,
+    detail: Mapping[str, Any] | None = None,
+) -> None:
+    if event not in EVENTS:
+        raise ValueError(f"unknown audit event {event!r}")
+    db.add(
+        AuditEvent(
+            event=event,
+            user_id=user_id,
+            ip=ip,
+            detail=json.dumps(dict(detail), sort_keys=True) if detail else None,
+        )
+    )
+
+
+async def list_events(
+    db: AsyncSession,
+    *,
+    user_id: str | None,
+    event: str | None,
+    limit: int,
+    offset: int,
+) -> tuple[list[AuditEvent], int]:
+    conditions: list[ColumnElement[bool]] = []
+    if user_id is not None:
+        conditions.append(AuditEvent.user_id == user_id)
+    if event is not None:
+        conditions.append(AuditEvent.event == event)
+    query = select(AuditEvent).where(*conditions).order_by(AuditEvent.at.desc(), AuditEvent.id)
+    return await paginate(db, query, limit=limit, offset=offset)
+
+
+async def purge_older_than(db: AsyncSession, *, days: int, now: datetime | None = None) -> int:
+    cutoff = (now or utcnow()) - timedelta(days=days)
+    result = await db.execute(delete(AuditEvent).where(AuditEvent.at < cutoff))
+    return int(getattr(result, "rowcount", 0) or 0)

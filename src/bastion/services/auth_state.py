@@ -1,0 +1,164 @@
+"""The in-process view of who may act: users, sessions and API keys, cached briefly.
+
+Every authenticated request needs the user's roles and whether its session
+or key still stands. Reading them from the database each time would cost a
+round trip per request, so they are cached here for ``state_cache_ttl``
+seconds. Changes made by this process invalidate the entries at commit; a
+change made by another process is seen within the TTL (or at once when a
+:class:`~bastion.services.state_events.StateEvents` bus relays it).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Generic, TypeVar
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from bastion.db.models import ApiKey, AuthSession, User
+from bastion.scopes import parse_scope, scopes_for_roles
+
+T = TypeVar("T")
+MAX_ENTRIES = 100_000
+
+
+@dataclass(frozen=True, slots=True)
+class UserView:
+    id: str
+    username: str
+    email: str
+    full_name: str | None
+    roles: tuple[str, ...]
+    is_active: bool
+    created_at: datetime
+    role_scopes: frozenset[str]
+
+    @classmethod
+    def of(cls, user: User) -> UserView:
+        roles = tuple(user.roles)
+        return cls(
+            id=user.id,
+            username=user.username,
+            email=user.email,
+            full_name=user.full_name,
+            roles=roles,
+            is_active=user.is_active,
+            created_at=user.created_at,
+            role_scopes=scopes_for_roles(roles),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class SessionView:
+    id: str
+    user_id: str
+    revoked: bool
+    expires_at: datetime
+
+    def is_active(self, now: datetime) -> bool:
+        return not self.revoked and self.expires_at > now
+
+
+@dataclass(frozen=True, slots=True)
+class ApiKeyView:
+    id: str
+    user_id: str
+    scopes: frozenset[str]
+    revoked: bool
+    expires_at: datetime | None
+
+    def is_active(self, now: datetime) -> bool:
+        return not self.revoked and (self.expires_at is None or self.expires_at > now)
+
+
+class _TtlCache(Generic[T]):
+    def __init__(self, ttl: float) -> None:
+        self._ttl = ttl
+        self._entries: dict[str, tuple[float, T | None]] = {}
+
+    async def get(self, key: str, load: Callable[[str], Awaitable[T | None]]) -> T | None:
+        now = time.monotonic()
+        entry = self._entries.get(key)
+        if entry is not None and now - entry[0] < self._ttl:
+            return entry[1]
+        value = await load(key)
+        if self._ttl > 0:
+            if len(self._entries) >= MAX_ENTRIES:
+                self._entries.clear()
+            self._entries[key] = (now, value)
+        return value
+
+    def invalidate(self, key: str) -> None:
+        self._entries.pop(key, None)
+
+    def clear(self) -> None:
+        self._entries.clear()
+
+
+class AuthState:
+    """Cached lookups of users, sessions and API keys (by key hash)."""
+
+    def __init__(self, sessionmaker: async_sessionmaker[AsyncSession], *, ttl: float) -> None:
+        self._sessionmaker = sessionmaker
+        self._users: _TtlCache[UserView] = _TtlCache(ttl)
+        self._sessions: _TtlCache[SessionView] = _TtlCache(ttl)
+        self._api_keys: _TtlCache[ApiKeyView] = _TtlCache(ttl)
+        self.listeners: list[Callable[[str, str], None]] = []
+
+    async def user(self, user_id: str) -> UserView | None:
+        return await self._users.get(user_id, self._load_user)
+
+    async def session(self, session_id: str) -> SessionView | None:
+        return await self._sessions.get(session_id, self._load_session)
+
+    async def api_key(self, key_hash: str) -> ApiKeyView | None:
+        return await self._api_keys.get(key_hash, self._load_api_key)
+
+    def invalidate(self, kind: str, key: str, *, broadcast: bool = True) -> None:
+        """Forget one entry (``kind`` is ``user``, ``session`` or ``api_key``)."""
+        if kind == "*":
+            self._users.clear()
+            self._sessions.clear()
+            self._api_keys.clear()
+        else:
+            {"user": self._users, "session": self._sessions, "api_key": self._api_keys}[
+                kind
+            ].invalidate(key)
+        if broadcast:
+            for listener in self.listeners:
+                listener(kind, key)
+
+    async def _load_user(self, user_id: str) -> UserView | None:
+        async with self._sessionmaker() as db:
+            user = await db.get(User, user_id)
+            return UserView.of(user) if user is not None else None
+
+    async def _load_session(self, session_id: str) -> SessionView | None:
+        async with self._sessionmaker() as db:
+            row = await db.get(AuthSession, session_id)
+            if row is None:
+                return None
+            return SessionView(
+                id=row.id,
+                user_id=row.user_id,
+                revoked=row.revoked_at is not None,
+                expires_at=row.expires_at,
+            )
+
+    async def _load_api_key(self, key_hash: str) -> ApiKeyView | None:
+        async with self._sessionmaker() as db:
+            row = await db.scalar(select(ApiKey).where(ApiKey.key_hash == key_hash))
+            if row is None:
+                return None
+            return ApiKeyView(
+                id=row.id,
+                user_id=row.user_id,
+                scopes=parse_scope(row.scopes),
+                revoked=row.revoked_at is not None,
+                expires_at=row.expires_at,
+            )
+

@@ -1,0 +1,189 @@
+"""The OAuth 2.0 grants: password (login) and refresh_token (rotation), plus revocation."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bastion.db.models import User
+from bastion.errors import (
+    AccountDisabled,
+    InvalidCredentialsGrant,
+    InvalidGrant,
+    InvalidScope,
+    InvalidToken,
+    NotFound,
+)
+from bastion.scopes import ALL_SCOPES, format_scope
+from bastion.security.access_tokens import AccessTokenCodec
+from bastion.security.opaque_tokens import REFRESH_TOKEN_PREFIX, TokenDigester
+from bastion.security.passwords import PasswordHasher
+from bastion.services import audit, sessions, users
+from bastion.services.auth_state import AuthState, UserView
+from bastion.services.sessions import SessionPolicy
+
+
+@dataclass(frozen=True, slots=True)
+class TokenSet:
+    access_token: str
+    expires_in: int
+    refresh_token: str
+    scope: str
+
+
+@dataclass(frozen=True, slots=True)
+class ClientInfo:
+    ip: str | None
+    user_agent: str | None
+
+
+def _requested(scope: str | None) -> frozenset[str] | None:
+    if scope is None or not scope.strip():
+        return None
+    requested = frozenset(scope.split())
+    if not requested <= ALL_SCOPES:
+        raise InvalidScope("unknown scope: " + " ".join(sorted(requested - ALL_SCOPES)))
+    return requested
+
+
+class TokenGrants:
+    """Issues token sets; holds the collaborators every grant needs."""
+
+    def __init__(
+        self,
+        *,
+        codec: AccessTokenCodec,
+        digester: TokenDigester,
+        passwords: PasswordHasher,
+        state: AuthState,
+        policy: SessionPolicy,
+    ) -> None:
+        self.codec = codec
+        self.digester = digester
+        self.passwords = passwords
+        self.state = state
+        self.policy = policy
+
+    async def check_password(
+        self, db: AsyncSession, *, identifier: str, password: str, client: ClientInfo
+    ) -> UserView:
+        """The user these credentials prove, or :class:`InvalidCredentialsGrant`.
+
+        An unknown user costs one dummy verification, like a known one.
+        A correct password of a disabled account is :class:`AccountDisabled`.
+        """
+        user = await users.find_by_login(db, identifier)
+        result = await self.passwords.verify(password, user.hashed_password if user else None)
+        if user is None or not result.valid:
+            audit.record(
+                db,
+                "login_failed",
+                user_id=user.id if user else None,
+                ip=client.ip,
+                detail={"username": users.canonical(identifier)[:64]},
+            )
+            raise InvalidCredentialsGrant(keep_writes=True)
+        if result.new_hash is not None:
+            user.hashed_password = result.new_hash
+        if not user.is_active:
+            raise AccountDisabled()
+        return UserView.of(user)
+
+    async def password_grant(
+        self,
+        db: AsyncSession,
+        *,
+        identifier: str,
+        password: str,
+        scope: str | None,
+        client: ClientInfo,
+    ) -> TokenSet:
+        requested = _requested(scope)
+        user = await self.check_password(
+            db, identifier=identifier, password=password, client=client
+        )
+        granted = user.role_scopes if requested is None else requested & user.role_scopes
+        grant = await sessions.start_session(
+            db,
+            digester=self.digester,
+            policy=self.policy,
+            user_id=user.id,
+            scopes=granted,
+            ip=client.ip,
+            user_agent=client.user_agent,
+        )
+        audit.record(
+            db, "login_succeeded", user_id=user.id, ip=client.ip,
+            detail={"session_id": grant.session_id},
+        )
+        return self._token_set(user, grant)
+
+    async def refresh_grant(
+        self, db: AsyncSession, *, refresh_token: str, scope: str | None, client: ClientInfo
+    ) -> TokenSet:
+        requested = _requested(scope)
+        if not refresh_token.startswith(REFRESH_TOKEN_PREFIX):
+            raise InvalidGrant("not a refresh token")
+        grant, _session = await sessions.rotate(
+            db,
+            self.state,
+            digester=self.digester,
+            policy=self.policy,
+            refresh_token=refresh_token,
+            ip=client.ip,
+        )
+        if requested is not None:
+            if not requested <= grant.scopes:
+                raise InvalidScope("the requested scope exceeds the session's")
+            grant = sessions.SessionGrant(
+                session_id=grant.session_id,
+                user_id=grant.user_id,
+                scopes=requested,
+                refresh_token=grant.refresh_token,
+            )
+        # Read through this unit of work: a second connection would wait on
+        # SQLite's write lock that this transaction already holds.
+        row = await db.get(User, grant.user_id)
+        if row is None or not row.is_active:
+            raise InvalidGrant("the account is disabled or gone")
+        user = UserView.of(row)
+        audit.record(
+            db, "token_refreshed", user_id=user.id, ip=client.ip,
+            detail={"session_id": grant.session_id},
+        )
+        return self._token_set(user, grant)
+
+    async def revoke(self, db: AsyncSession, *, token: str) -> str | None:
+        """RFC 7009: end the session of a known refresh or access token; silent otherwise."""
+        session_id: str | None = None
+        if token.startswith(REFRESH_TOKEN_PREFIX):
+            session = await sessions.session_of_refresh_token(
+                db, digester=self.digester, refresh_token=token
+            )
+            session_id = session.id if session is not None else None
+        else:
+            try:
+                session_id = self.codec.verify(token).session_id
+            except InvalidToken:
+                session_id = None
+        if session_id is None:
+            return None
+        try:
+            ended = await sessions.revoke_session(db, self.state, session_id=session_id)
+        except NotFound:  # RFC 7009: an unknown token is not an error
+            return None
+        return ended.user_id
+
+    def _token_set(self, user: UserView, grant: sessions.SessionGrant) -> TokenSet:
+        # The effective scopes are capped by the user's current roles.
+        scopes = grant.scopes & user.role_scopes
+        issued = self.codec.issue(
+            user_id=user.id, username=user.username, session_id=grant.session_id, scopes=scopes
+        )
+        return TokenSet(
+            access_token=issued.token,
+            expires_in=issued.expires_in,
+            refresh_token=grant.refresh_token,
+            scope=format_scope(scopes),
+        )
