@@ -13,6 +13,7 @@ from bastion.api import error_handlers
 from bastion.api.middleware import BodyLimitMiddleware, SecurityHeadersMiddleware
 from bastion.api.routes import admin, api_keys, auth, meta, todos, users
 from bastion.config import Settings
+from bastion.log import AccessLogMiddleware
 from bastion.runtime import Runtime, build_runtime
 
 DESCRIPTION = """Authentication and authorization for FastAPI: OAuth2 password flow,
@@ -31,7 +32,6 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if runtime is not None:
-            app.state.runtime = runtime
             yield
             return
         built = await build_runtime(settings)
@@ -48,6 +48,8 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
         lifespan=lifespan,
         swagger_ui_parameters={"persistAuthorization": False},
     )
+    if runtime is not None:
+        app.state.runtime = runtime
     error_handlers.install(app)
     for router in (meta.router, auth.router, users.router, api_keys.router, todos.router,
                    admin.router):
@@ -63,4 +65,5 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
         )
     app.add_middleware(SecurityHeadersMiddleware)
     app.add_middleware(BodyLimitMiddleware, max_size=settings.max_body_size)
+    app.add_middleware(AccessLogMiddleware)
     return app

@@ -15,6 +15,7 @@ from bastion.db import migrate
 from bastion.db.engine import create_engine, create_sessionmaker, transaction
 from bastion.db.models import utcnow
 from bastion.errors import BastionError
+from bastion.log import configure_logging
 from bastion.scopes import DEFAULT_ROLE
 from bastion.security.passwords import PasswordHasher
 from bastion.services import signing_keys, users
@@ -52,6 +53,7 @@ def serve(
     import uvicorn
 
     settings = _settings()
+    configure_logging(level=settings.log_level, json_lines=settings.log_json)
     migrate.upgrade(settings.database_url)
     asyncio.run(_prepare(settings))
     uvicorn.run(
@@ -64,6 +66,7 @@ def serve(
         server_header=False,
         access_log=False,
         log_level=settings.log_level,
+        log_config=None,
         timeout_graceful_shutdown=30,
     )
 

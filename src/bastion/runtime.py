@@ -16,6 +16,7 @@ from bastion.services.auth_state import AuthState
 from bastion.services.principals import PrincipalResolver
 from bastion.services.sessions import SessionPolicy
 from bastion.services.signing_keys import KeyManager
+from bastion.services.throttle import LoginThrottle, create_storage
 from bastion.services.token_grants import TokenGrants
 
 
@@ -31,6 +32,7 @@ class Runtime:
     state: AuthState
     grants: TokenGrants
     principals: PrincipalResolver
+    throttle: LoginThrottle
 
     async def close(self) -> None:
         await self.engine.dispose()
@@ -70,7 +72,16 @@ async def build_runtime(settings: Settings) -> Runtime:
     )
     digester = TokenDigester(hash_key)
     state = AuthState(sessionmaker, ttl=settings.state_cache_ttl)
+    redis_url = settings.redis_url.get_secret_value() if settings.redis_url else None
+    throttle = LoginThrottle(
+        create_storage(redis_url),
+        account_failures=settings.login_max_failures,
+        account_window=settings.login_failure_window,
+        ip_failures=settings.ip_max_failures,
+        ip_window=settings.ip_failure_window,
+    )
     grants = TokenGrants(
+        throttle=throttle,
         codec=codec,
         digester=digester,
         passwords=passwords,
@@ -99,4 +110,5 @@ async def build_runtime(settings: Settings) -> Runtime:
         state=state,
         grants=grants,
         principals=principals,
+        throttle=throttle,
     )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from fastapi import FastAPI, Request
-from fastapi.exception_handlers import request_validation_exception_handler
+from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 
@@ -84,7 +84,9 @@ async def _validation_error(request: Request, exc: Exception) -> Response:
         )
         body = {"detail": message, "error": "invalid_request", "error_description": message}
         return _json(400, body, list(NO_STORE.items()))
-    return await request_validation_exception_handler(request, exc)
+    # Never echo the offending input back: it may be a password.
+    errors = [{k: v for k, v in error.items() if k not in ("input", "url")} for error in exc.errors()]
+    return JSONResponse({"detail": jsonable_encoder(errors)}, status_code=422)
 
 
 def install(app: FastAPI) -> None:

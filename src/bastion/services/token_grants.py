@@ -14,6 +14,7 @@ from bastion.errors import (
     InvalidScope,
     InvalidToken,
     NotFound,
+    Throttled,
 )
 from bastion.scopes import ALL_SCOPES, format_scope
 from bastion.security.access_tokens import AccessTokenCodec
@@ -22,6 +23,7 @@ from bastion.security.passwords import PasswordHasher
 from bastion.services import audit, sessions, users
 from bastion.services.auth_state import AuthState, UserView
 from bastion.services.sessions import SessionPolicy
+from bastion.services.throttle import LoginThrottle
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,7 +60,9 @@ class TokenGrants:
         passwords: PasswordHasher,
         state: AuthState,
         policy: SessionPolicy,
+        throttle: LoginThrottle,
     ) -> None:
+        self.throttle = throttle
         self.codec = codec
         self.digester = digester
         self.passwords = passwords
@@ -72,10 +76,23 @@ class TokenGrants:
 
         An unknown user costs one dummy verification, like a known one.
         A correct password of a disabled account is :class:`AccountDisabled`.
+        While throttled, even a correct password gets :class:`Throttled`.
         """
+        try:
+            await self.throttle.check(username=identifier, ip=client.ip)
+        except Throttled:
+            audit.record(
+                db,
+                "login_throttled",
+                user_id=None,
+                ip=client.ip,
+                detail={"username": users.canonical(identifier)[:64]},
+            )
+            raise
         user = await users.find_by_login(db, identifier)
         result = await self.passwords.verify(password, user.hashed_password if user else None)
         if user is None or not result.valid:
+            await self.throttle.failed(username=identifier, ip=client.ip)
             audit.record(
                 db,
                 "login_failed",
@@ -84,6 +101,7 @@ class TokenGrants:
                 detail={"username": users.canonical(identifier)[:64]},
             )
             raise InvalidCredentialsGrant(keep_writes=True)
+        await self.throttle.succeeded(username=identifier, ip=client.ip)
         if result.new_hash is not None:
             user.hashed_password = result.new_hash
         if not user.is_active:

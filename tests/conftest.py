@@ -1,0 +1,215 @@
+"""Shared fixtures: a fresh database per test (SQLite always, PostgreSQL when configured),
+an app built by the factory, and an ``api`` helper that registers and logs in subjects."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import shutil
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from bastion.app import create_app
+from bastion.config import Settings
+from bastion.db import migrate
+from bastion.db.engine import transaction
+from bastion.runtime import Runtime, build_runtime
+from bastion.services import users
+
+POSTGRES_URL = os.environ.get("BASTION_TEST_POSTGRES_URL")
+REDIS_URL = os.environ.get("BASTION_TEST_REDIS_URL")
+PASSWORD = "violet-Harbor-91-lantern"
+SKIP_POSTGRES = "BASTION_TEST_POSTGRES_URL is not set: PostgreSQL runs skipped (CI sets it)"
+SKIP_REDIS = "BASTION_TEST_REDIS_URL is not set: Redis tests skipped (CI sets it)"
+_PG_TABLES = (
+    "audit_events, refresh_tokens, auth_sessions, api_keys, todos, user_roles, users, "
+    "signing_keys, instance_secrets"
+)
+_counter = itertools.count(1)
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Migrate once; every test copies the migrated file."""
+    path = tmp_path_factory.mktemp("template") / "bastion.db"
+    migrate.upgrade(f"sqlite+aiosqlite:///{path}")
+    return path
+
+
+@pytest.fixture(scope="session")
+def postgres_migrated() -> str:
+    if not POSTGRES_URL:
+        pytest.skip(SKIP_POSTGRES)
+    migrate.upgrade(POSTGRES_URL)
+    return POSTGRES_URL
+
+
+def _backends() -> list[Any]:
+    return [
+        pytest.param("sqlite", id="sqlite"),
+        pytest.param("postgres", id="postgres", marks=pytest.mark.postgres),
+    ]
+
+
+@pytest.fixture(params=_backends())
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+async def _truncate_postgres(url: str) -> None:
+    engine = create_async_engine(url)
+    try:
+        async with engine.begin() as connection:
+            await connection.execute(text(f"TRUNCATE {_PG_TABLES} CASCADE"))
+    finally:
+        await engine.dispose()
+
+
+@pytest.fixture
+def migrated(backend: str, request: pytest.FixtureRequest) -> Path | str:
+    """The migrated SQLite template file, or the migrated PostgreSQL URL."""
+    name = "sqlite_template" if backend == "sqlite" else "postgres_migrated"
+    value: Path | str = request.getfixturevalue(name)
+    return value
+
+
+@pytest.fixture
+async def database_url(migrated: Path | str, tmp_path: Path) -> AsyncIterator[str]:
+    if isinstance(migrated, Path):
+        path = tmp_path / "bastion.db"
+        shutil.copyfile(migrated, path)
+        yield f"sqlite+aiosqlite:///{path}"
+        return
+    url = migrated
+    await _truncate_postgres(url)
+    yield url
+    await _truncate_postgres(url)
+
+
+@pytest.fixture
+def settings_overrides() -> dict[str, Any]:
+    """Override in a test module (or with indirect parametrization) to change settings."""
+    return {}
+
+
+@pytest.fixture
+def settings(database_url: str, settings_overrides: dict[str, Any]) -> Settings:
+    values: dict[str, Any] = {"database_url": database_url, "_env_file": None}
+    values.update(settings_overrides)
+    return Settings(**values)
+
+
+@pytest.fixture
+async def runtime(settings: Settings) -> AsyncIterator[Runtime]:
+    built = await build_runtime(settings)
+    yield built
+    await built.close()
+
+
+@pytest.fixture
+async def client(runtime: Runtime) -> AsyncIterator[httpx.AsyncClient]:
+    app = create_app(runtime=runtime)
+    transport = httpx.ASGITransport(app=app, client=("203.0.113.7", 40000))
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
+        yield c
+
+
+@dataclass
+class Account:
+    id: str
+    username: str
+    email: str
+    password: str
+    access_token: str = ""
+    refresh_token: str = ""
+    scope: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.access_token}"}
+
+
+class Api:
+    """Drives the app the way a client would; creates privileged accounts via the service."""
+
+    def __init__(self, client: httpx.AsyncClient, runtime: Runtime) -> None:
+        self.client = client
+        self.runtime = runtime
+
+    @staticmethod
+    def unique(prefix: str = "user") -> str:
+        return f"{prefix}{next(_counter)}_{os.getpid()}"
+
+    async def register(self, username: str | None = None, **body: Any) -> httpx.Response:
+        username = username or self.unique()
+        payload = {"username": username, "email": f"{username}@example.com", "password": PASSWORD}
+        payload.update(body)
+        return await self.client.post("/auth/register", json=payload)
+
+    async def login(
+        self, username: str, password: str = PASSWORD, **form: str
+    ) -> httpx.Response:
+        data = {"username": username, "password": password, **form}
+        return await self.client.post("/auth/token", data=data)
+
+    async def refresh(self, refresh_token: str, **form: str) -> httpx.Response:
+        data = {"grant_type": "refresh_token", "refresh_token": refresh_token, **form}
+        return await self.client.post("/auth/token", data=data)
+
+    async def account(self, *roles: str, scope: str | None = None) -> Account:
+        """A new account with ``roles`` (default: user), logged in."""
+        username = self.unique(roles[0] if roles else "user")
+        async with transaction(self.runtime.sessionmaker) as db:
+            user = await users.create_user(
+                db,
+                passwords=self.runtime.passwords,
+                username=username,
+                email=f"{username}@example.com",
+                password=PASSWORD,
+                roles=roles or ("user",),
+            )
+            user_id = user.id
+        account = Account(
+            id=user_id, username=username, email=f"{username}@example.com", password=PASSWORD
+        )
+        await self.relogin(account, scope=scope)
+        return account
+
+    async def relogin(self, account: Account, scope: str | None = None) -> Account:
+        form = {"scope": scope} if scope is not None else {}
+        response = await self.login(account.username, account.password, **form)
+        assert response.status_code == 200, response.text
+        body = response.json()
+        account.access_token = body["access_token"]
+        account.refresh_token = body["refresh_token"]
+        account.scope = body["scope"]
+        return account
+
+    async def api_key(self, account: Account, scopes: list[str]) -> str:
+        response = await self.client.post(
+            "/users/me/api-keys",
+            json={"name": "test key", "scopes": scopes},
+            headers=account.headers,
+        )
+        assert response.status_code == 201, response.text
+        return str(response.json()["key"])
+
+
+@pytest.fixture
+def api(client: httpx.AsyncClient, runtime: Runtime) -> Api:
+    return Api(client, runtime)
+
+
+@pytest.fixture
+def redis_url() -> Iterator[str]:
+    if not REDIS_URL:
+        pytest.skip(SKIP_REDIS)
+    yield REDIS_URL
