@@ -3,6 +3,7 @@ an app built by the factory, and an ``api`` helper that registers and logs in su
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import os
 import shutil
@@ -13,7 +14,7 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import text
+from sqlalchemy import make_url, text
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from bastion.app import create_app
@@ -43,12 +44,28 @@ def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+async def _admin_statement(statement: str) -> None:
+    assert POSTGRES_URL
+    engine = create_async_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
+    try:
+        async with engine.connect() as connection:
+            await connection.execute(text(statement))
+    finally:
+        await engine.dispose()
+
+
 @pytest.fixture(scope="session")
-def postgres_migrated() -> str:
+def postgres_migrated() -> Iterator[str]:
+    """A database of this test run's own, created beside the configured one and dropped after."""
     if not POSTGRES_URL:
         pytest.skip(SKIP_POSTGRES)
-    migrate.upgrade(POSTGRES_URL)
-    return POSTGRES_URL
+    name = f"bastion_test_{os.getpid()}"
+    asyncio.run(_admin_statement(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    asyncio.run(_admin_statement(f'CREATE DATABASE "{name}"'))
+    url = make_url(POSTGRES_URL).set(database=name).render_as_string(hide_password=False)
+    migrate.upgrade(url)
+    yield url
+    asyncio.run(_admin_statement(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
 def _backends() -> list[Any]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -15,6 +17,7 @@ from bastion.api.routes import admin, api_keys, auth, meta, todos, users
 from bastion.config import Settings
 from bastion.log import AccessLogMiddleware
 from bastion.runtime import Runtime, build_runtime
+from bastion.services import maintenance
 
 DESCRIPTION = """Authentication and authorization for FastAPI: OAuth2 password flow,
 short-lived JWT access tokens, rotating refresh tokens, roles, scopes, API keys
@@ -36,9 +39,20 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
             return
         built = await build_runtime(settings)
         app.state.runtime = built
+        upkeep = asyncio.create_task(
+            maintenance.run_forever(
+                built.sessionmaker,
+                built.keys,
+                key_refresh_interval=settings.key_refresh_interval,
+                audit_retention_days=settings.audit_retention_days,
+            )
+        )
         try:
             yield
         finally:
+            upkeep.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await upkeep
             await built.close()
 
     app = FastAPI(
