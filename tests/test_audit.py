@@ -1,0 +1,151 @@
+"""Every security event of the contract is recorded by the action that causes it."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+import pytest
+
+from bastion.services.audit import EVENTS
+from conftest import PASSWORD, Account, Api
+
+Action = Callable[[Api, Account, Account], Awaitable[None]]
+
+
+async def _register(api: Api, admin: Account, user: Account) -> None:
+    assert (await api.register()).status_code == 201
+
+
+async def _login_ok(api: Api, admin: Account, user: Account) -> None:
+    await api.relogin(user)
+
+
+async def _login_failed(api: Api, admin: Account, user: Account) -> None:
+    assert (await api.login(user.username, "Wrong-password-1")).status_code == 401
+
+
+async def _throttled(api: Api, admin: Account, user: Account) -> None:
+    for _ in range(6):
+        await api.login(user.username, "Wrong-password-1")
+
+
+async def _refreshed(api: Api, admin: Account, user: Account) -> None:
+    assert (await api.refresh(user.refresh_token)).status_code == 200
+
+
+async def _reuse(api: Api, admin: Account, user: Account) -> None:
+    await api.refresh(user.refresh_token)
+    assert (await api.refresh(user.refresh_token)).status_code == 400
+
+
+async def _logout(api: Api, admin: Account, user: Account) -> None:
+    assert (await api.client.post("/auth/logout", headers=user.headers)).status_code == 204
+
+
+async def _password(api: Api, admin: Account, user: Account) -> None:
+    body = {"current_password": PASSWORD, "new_password": "A-brand-new-passphrase"}
+    response = await api.client.post("/users/me/password", json=body, headers=user.headers)
+    assert response.status_code == 204
+
+
+async def _key_created(api: Api, admin: Account, user: Account) -> None:
+    await api.api_key(user, ["me"])
+
+
+async def _key_revoked(api: Api, admin: Account, user: Account) -> None:
+    await api.api_key(user, ["me"])
+    keys = (await api.client.get("/users/me/api-keys", headers=user.headers)).json()["items"]
+    path = f"/users/me/api-keys/{keys[0]['id']}"
+    assert (await api.client.delete(path, headers=user.headers)).status_code == 204
+
+
+async def _role(api: Api, admin: Account, user: Account) -> None:
+    response = await api.client.patch(
+        f"/admin/users/{user.id}", json={"roles": ["user", "moderator"]}, headers=admin.headers
+    )
+    assert response.status_code == 200
+
+
+async def _disabled(api: Api, admin: Account, user: Account) -> None:
+    response = await api.client.patch(
+        f"/admin/users/{user.id}", json={"is_active": False}, headers=admin.headers
+    )
+    assert response.status_code == 200
+
+
+async def _deleted(api: Api, admin: Account, user: Account) -> None:
+    response = await api.client.delete(f"/admin/users/{user.id}", headers=admin.headers)
+    assert response.status_code == 204
+
+
+ACTIONS: dict[str, Action] = {
+    "register": _register,
+    "login_succeeded": _login_ok,
+    "login_failed": _login_failed,
+    "login_throttled": _throttled,
+    "token_refreshed": _refreshed,
+    "refresh_reuse_detected": _reuse,
+    "logout": _logout,
+    "password_changed": _password,
+    "api_key_created": _key_created,
+    "api_key_revoked": _key_revoked,
+    "role_changed": _role,
+    "user_disabled": _disabled,
+    "user_deleted": _deleted,
+}
+
+
+def test_every_contract_event_has_an_action() -> None:
+    assert set(ACTIONS) == EVENTS
+
+
+@pytest.mark.parametrize("event", sorted(ACTIONS))
+async def test_action_records_its_event(api: Api, event: str) -> None:
+    admin = await api.account("admin")
+    user = await api.account()
+
+    async def count() -> int:
+        response = await api.client.get(
+            "/admin/audit", params={"event": event}, headers=admin.headers
+        )
+        assert response.status_code == 200
+        return int(response.json()["total"])
+
+    before = await count()
+    await ACTIONS[event](api, admin, user)
+    assert await count() > before
+    latest = (
+        await api.client.get("/admin/audit", params={"event": event, "limit": 1}, headers=admin.headers)
+    ).json()["items"][0]
+    assert set(latest) == {"id", "at", "event", "user_id", "ip", "detail"}
+    assert latest["ip"] == "203.0.113.7"
+
+
+async def test_audit_is_admin_only_and_filters_by_user(api: Api) -> None:
+    admin = await api.account("admin")
+    moderator = await api.account("moderator")
+    denied = await api.client.get("/admin/audit", headers=moderator.headers)
+    assert denied.status_code == 403
+    assert 'scope="audit:read"' in denied.headers["www-authenticate"]
+    mine = await api.client.get(
+        "/admin/audit", params={"user_id": moderator.id}, headers=admin.headers
+    )
+    assert mine.status_code == 200
+    assert {item["user_id"] for item in mine.json()["items"]} == {moderator.id}
+
+
+async def test_retention_purges_old_events(api: Api) -> None:
+    from datetime import timedelta
+
+    from sqlalchemy import func, select
+
+    from bastion.db.engine import transaction
+    from bastion.db.models import AuditEvent, utcnow
+    from bastion.services import audit
+
+    await api.account()
+    async with transaction(api.runtime.sessionmaker) as db:
+        assert await audit.purge_older_than(db, days=30) == 0
+        removed = await audit.purge_older_than(db, days=30, now=utcnow() + timedelta(days=31))
+        assert removed >= 1
+        assert await db.scalar(select(func.count()).select_from(AuditEvent)) == 0
