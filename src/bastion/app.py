@@ -16,6 +16,7 @@ from bastion.api.middleware import BodyLimitMiddleware, SecurityHeadersMiddlewar
 from bastion.api.routes import admin, api_keys, auth, meta, todos, users
 from bastion.config import Settings
 from bastion.log import AccessLogMiddleware
+from bastion.metrics import MetricsMiddleware
 from bastion.runtime import Runtime, build_runtime
 from bastion.services import maintenance
 
@@ -79,5 +80,6 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
         )
     app.add_middleware(SecurityHeadersMiddleware)
     app.add_middleware(BodyLimitMiddleware, max_size=settings.max_body_size)
+    app.add_middleware(MetricsMiddleware)
     app.add_middleware(AccessLogMiddleware)
     return app

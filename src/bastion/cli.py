@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
+import tempfile
 from typing import Annotated
 
 import typer
@@ -54,6 +56,9 @@ def serve(
 
     settings = _settings()
     configure_logging(level=settings.log_level, json_lines=settings.log_json)
+    if workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        # Each worker writes its metric samples here; /metrics adds them up.
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="bastion-metrics-")
     migrate.upgrade(settings.database_url)
     asyncio.run(_prepare(settings))
     uvicorn.run(

@@ -92,6 +92,12 @@ class InvalidCredentialsGrant(InvalidGrant):
     message = "incorrect username or password"
 
 
+class RefreshTokenReused(InvalidGrant):
+    """A spent refresh token presented again; its session has been revoked."""
+
+    message = "refresh token already used; the session is revoked"
+
+
 class InvalidScope(OAuthError):
     error = "invalid_scope"
     message = "the requested scope is invalid or exceeds what was granted"

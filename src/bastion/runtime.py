@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
+
+from redis.asyncio import Redis
+from sqlalchemy import text
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from bastion.config import Settings
 from bastion.db.engine import create_engine, create_sessionmaker, transaction
+from bastion.metrics import Metrics
 from bastion.security.access_tokens import AccessTokenCodec
 from bastion.security.opaque_tokens import TokenDigester
 from bastion.security.passwords import PasswordHasher
@@ -15,6 +20,7 @@ from bastion.services import instance_secrets
 from bastion.services.auth_state import AuthState
 from bastion.services.principals import PrincipalResolver
 from bastion.services.sessions import SessionPolicy
+from bastion.services.state_events import StateEvents
 from bastion.services.signing_keys import KeyManager
 from bastion.services.throttle import LoginThrottle, create_storage
 from bastion.services.token_grants import TokenGrants
@@ -33,9 +39,30 @@ class Runtime:
     grants: TokenGrants
     principals: PrincipalResolver
     throttle: LoginThrottle
+    metrics: Metrics
+    redis: Redis | None = None
+    events: StateEvents | None = None
 
     async def close(self) -> None:
+        if self.events is not None:
+            await self.events.close()
+        if self.redis is not None:
+            await self.redis.aclose()
         await self.engine.dispose()
+
+    async def unready(self) -> str | None:
+        """The name of the first dependency that does not answer, or None."""
+        try:
+            async with self.engine.connect() as connection:
+                await connection.execute(text("SELECT 1"))
+        except Exception:  # noqa: BLE001 - any failure means "not ready"
+            return "database"
+        if self.redis is not None:
+            try:
+                await self.redis.ping()
+            except Exception:  # noqa: BLE001
+                return "redis"
+        return None
 
 
 async def build_runtime(settings: Settings) -> Runtime:
@@ -80,8 +107,10 @@ async def build_runtime(settings: Settings) -> Runtime:
         ip_failures=settings.ip_max_failures,
         ip_window=settings.ip_failure_window,
     )
+    metrics = Metrics()
     grants = TokenGrants(
         throttle=throttle,
+        observe=metrics.observe,
         codec=codec,
         digester=digester,
         passwords=passwords,
@@ -99,7 +128,7 @@ async def build_runtime(settings: Settings) -> Runtime:
         sessionmaker=sessionmaker,
         reload_keys=keys.reload_for_unknown_kid,
     )
-    return Runtime(
+    runtime = Runtime(
         settings=settings,
         engine=engine,
         sessionmaker=sessionmaker,
@@ -111,4 +140,11 @@ async def build_runtime(settings: Settings) -> Runtime:
         grants=grants,
         principals=principals,
         throttle=throttle,
+        metrics=metrics,
     )
+    if redis_url:
+        client = Redis.from_url(redis_url)
+        events = StateEvents(client, state)
+        await events.start()
+        runtime = dataclasses.replace(runtime, redis=client, events=events)
+    return runtime

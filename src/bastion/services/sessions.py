@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bastion.db.engine import on_commit
 from bastion.db.models import AuthSession, RefreshToken, utcnow
 from bastion.db.pagination import paginate
-from bastion.errors import InvalidGrant, NotFound
+from bastion.errors import InvalidGrant, NotFound, RefreshTokenReused
 from bastion.scopes import format_scope, parse_scope
 from bastion.security.opaque_tokens import REFRESH_TOKEN_PREFIX, TokenDigester, generate
 from bastion.services import audit
@@ -155,7 +155,7 @@ async def _reject_refresh(
         ip=ip,
         detail={"session_id": known.session_id},
     )
-    raise InvalidGrant("refresh token already used; the session is revoked", keep_writes=True)
+    raise RefreshTokenReused(keep_writes=True)
 
 
 async def session_of_refresh_token(

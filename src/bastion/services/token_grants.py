@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -14,6 +15,7 @@ from bastion.errors import (
     InvalidScope,
     InvalidToken,
     NotFound,
+    RefreshTokenReused,
     Throttled,
 )
 from bastion.scopes import ALL_SCOPES, format_scope
@@ -61,8 +63,10 @@ class TokenGrants:
         state: AuthState,
         policy: SessionPolicy,
         throttle: LoginThrottle,
+        observe: Callable[[str], None] = lambda event: None,
     ) -> None:
         self.throttle = throttle
+        self.observe = observe  # told of every login outcome and reuse, for metrics
         self.codec = codec
         self.digester = digester
         self.passwords = passwords
@@ -81,6 +85,7 @@ class TokenGrants:
         try:
             await self.throttle.check(username=identifier, ip=client.ip)
         except Throttled:
+            self.observe("login_throttled")
             audit.record(
                 db,
                 "login_throttled",
@@ -93,6 +98,7 @@ class TokenGrants:
         result = await self.passwords.verify(password, user.hashed_password if user else None)
         if user is None or not result.valid:
             await self.throttle.failed(username=identifier, ip=client.ip)
+            self.observe("login_failed")
             audit.record(
                 db,
                 "login_failed",
@@ -105,7 +111,9 @@ class TokenGrants:
         if result.new_hash is not None:
             user.hashed_password = result.new_hash
         if not user.is_active:
+            self.observe("login_disabled")
             raise AccountDisabled()
+        self.observe("login_succeeded")
         return UserView.of(user)
 
     async def password_grant(
@@ -143,14 +151,18 @@ class TokenGrants:
         requested = _requested(scope)
         if not refresh_token.startswith(REFRESH_TOKEN_PREFIX):
             raise InvalidGrant("not a refresh token")
-        grant, _session = await sessions.rotate(
-            db,
-            self.state,
-            digester=self.digester,
-            policy=self.policy,
-            refresh_token=refresh_token,
-            ip=client.ip,
-        )
+        try:
+            grant, _session = await sessions.rotate(
+                db,
+                self.state,
+                digester=self.digester,
+                policy=self.policy,
+                refresh_token=refresh_token,
+                ip=client.ip,
+            )
+        except RefreshTokenReused:
+            self.observe("refresh_reuse_detected")
+            raise
         if requested is not None:
             if not requested <= grant.scopes:
                 raise InvalidScope("the requested scope exceeds the session's")

@@ -5,8 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter
-from fastapi.responses import JSONResponse
-from sqlalchemy import text
+from fastapi.responses import JSONResponse, Response
 
 from bastion import __version__
 from bastion.api.deps import RuntimeDep
@@ -30,15 +29,19 @@ async def healthz() -> Health:
 @router.get(
     "/readyz",
     response_model=Health,
-    responses={503: {"description": "A dependency (the database) does not answer"}},
+    responses={503: {"description": "The database (or Redis, when configured) does not answer"}},
 )
 async def readyz(runtime: RuntimeDep) -> Any:
-    try:
-        async with runtime.engine.connect() as connection:
-            await connection.execute(text("SELECT 1"))
-    except Exception:  # noqa: BLE001 - any failure means "not ready"
-        return JSONResponse({"status": "unavailable", "reason": "database"}, status_code=503)
+    reason = await runtime.unready()
+    if reason is not None:
+        return JSONResponse({"status": "unavailable", "reason": reason}, status_code=503)
     return Health(status="ok")
+
+
+@router.get("/metrics", include_in_schema=False)
+async def metrics(runtime: RuntimeDep) -> Response:
+    body, content_type = runtime.metrics.render()
+    return Response(body, media_type=content_type)
 
 
 @router.get("/.well-known/jwks.json")

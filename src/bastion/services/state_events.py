@@ -1,0 +1,91 @@
+"""Fan-out of state changes between processes and instances over Redis pub/sub.
+
+When this process invalidates a cached user, session or API key (a logout,
+a disable, a password or role change, a key revocation), it publishes the
+key; every other process drops its cached copy on receipt, so the change is
+honoured everywhere within milliseconds rather than within the cache TTL.
+If the subscription drops, each process clears its whole cache on reconnect.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import secrets
+
+import redis.asyncio as redis
+
+from bastion.services.auth_state import AuthState
+
+logger = logging.getLogger(__name__)
+CHANNEL = "bastion:state"
+RECONNECT_DELAY = 0.5
+
+
+class StateEvents:
+    def __init__(self, client: redis.Redis, state: AuthState) -> None:
+        self._client = client
+        self._state = state
+        self._origin = secrets.token_hex(8)
+        self._pending: set[asyncio.Task[None]] = set()
+        self._listener: asyncio.Task[None] | None = None
+        self._subscribed = asyncio.Event()
+
+    async def start(self) -> None:
+        self._state.listeners.append(self._publish_soon)
+        self._listener = asyncio.create_task(self._listen_forever())
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._subscribed.wait(), timeout=5)
+
+    async def close(self) -> None:
+        if self._listener is not None:
+            self._listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._listener
+        if self._pending:
+            await asyncio.gather(*self._pending, return_exceptions=True)
+
+    def _publish_soon(self, kind: str, key: str) -> None:
+        message = json.dumps({"o": self._origin, "k": kind, "v": key})
+        task = asyncio.get_running_loop().create_task(self._publish(message))
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
+
+    async def _publish(self, message: str) -> None:
+        try:
+            await self._client.publish(CHANNEL, message)
+        except redis.RedisError:
+            logger.warning("could not publish a state change; peers rely on the cache TTL")
+
+    async def _listen_forever(self) -> None:
+        while True:
+            try:
+                await self._listen()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # noqa: BLE001 - any failure: reconnect and start clean
+                logger.warning("state subscription lost; reconnecting")
+            self._subscribed.clear()
+            await asyncio.sleep(RECONNECT_DELAY)
+
+    async def _listen(self) -> None:
+        async with self._client.pubsub(ignore_subscribe_messages=True) as pubsub:
+            await pubsub.subscribe(CHANNEL)
+            # Anything missed while not subscribed may be cached stale: start clean.
+            self._state.invalidate("*", "", broadcast=False)
+            self._subscribed.set()
+            async for message in pubsub.listen():
+                self._apply(message.get("data"))
+
+    def _apply(self, data: object) -> None:
+        try:
+            event = json.loads(data if isinstance(data, (str, bytes)) else "")
+        except ValueError:
+            return
+        if not isinstance(event, dict) or event.get("o") == self._origin:
+            return
+        kind, key = event.get("k"), event.get("v")
+        if kind in {"user", "session", "api_key", "*"} and isinstance(key, str):
+            self._state.invalidate(kind, key, broadcast=False)
