@@ -87,7 +87,6 @@ async def authenticate(
     security_scopes: SecurityScopes,
     request: Request,
     runtime: RuntimeDep,
-    client: Client,
     bearer: Annotated[str | None, Depends(oauth2_scheme)],
     api_key: Annotated[str | None, Depends(api_key_scheme)],
     basic: Annotated[HTTPBasicCredentials | None, Depends(basic_scheme)],
@@ -101,6 +100,7 @@ async def authenticate(
     elif runtime.settings.api_key_query and (query_key := request.query_params.get("api_key")):
         principal = await principals.from_api_key(query_key)
     elif basic is not None and runtime.settings.basic_auth:
+        client = get_client(request, runtime)
         principal = await principals.from_basic(basic.username, basic.password, client)
     else:
         raise AuthenticationError("not authenticated")
