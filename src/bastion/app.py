@@ -11,7 +11,7 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from bastion import __version__
-from bastion.api import error_handlers
+from bastion.api import docs, error_handlers
 from bastion.api.middleware import BodyLimitMiddleware, SecurityHeadersMiddleware
 from bastion.api.routes import admin, api_keys, auth, meta, todos, users
 from bastion.config import Settings
@@ -61,8 +61,11 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
         version=__version__,
         description=DESCRIPTION,
         lifespan=lifespan,
+        docs_url=None,  # served by docs.install from local assets: no CDN
+        redoc_url=None,  # ReDoc would load its script from a CDN
         swagger_ui_parameters={"persistAuthorization": False},
     )
+    docs.install(app)
     if runtime is not None:
         app.state.runtime = runtime
     error_handlers.install(app)

@@ -81,7 +81,7 @@ class AccessTokenCodec:
         self._issuer = issuer
         self._audience = audience
         self._ttl = ttl
-        self._cache: dict[str, AccessClaims] = {}
+        self._cache: dict[str, tuple[AccessClaims, str]] = {}
         self._cache_size = cache_size
 
     def issue(
@@ -120,20 +120,21 @@ class AccessTokenCodec:
     def verify(self, token: str) -> AccessClaims:
         cached = self._cache.get(token)
         if cached is not None:
-            if cached.expires_at + LEEWAY_SECONDS <= time.time():
+            claims, kid = cached
+            if claims.expires_at + LEEWAY_SECONDS <= time.time():
                 self._cache.pop(token, None)
                 raise InvalidToken("token expired")
-            return cached
-        claims = self._verify_uncached(token)
+            if self._key_ring().get(kid) is None:  # its key was withdrawn since
+                self._cache.pop(token, None)
+                raise InvalidToken("signing key withdrawn")
+            return claims
+        claims, kid = self._verify_uncached(token)
         if len(self._cache) >= self._cache_size:
             self._cache.pop(next(iter(self._cache)), None)
-        self._cache[token] = claims
+        self._cache[token] = (claims, kid)
         return claims
 
-    def forget_cached(self) -> None:
-        self._cache.clear()
-
-    def _verify_uncached(self, token: str) -> AccessClaims:
+    def _verify_uncached(self, token: str) -> tuple[AccessClaims, str]:
         if len(token) > MAX_TOKEN_LENGTH or token.count(".") != 2:
             raise InvalidToken("malformed token")
         try:
@@ -153,7 +154,7 @@ class AccessTokenCodec:
             )
         except jwt.PyJWTError as exc:
             raise InvalidToken("invalid token") from exc
-        return _claims_from(payload)
+        return _claims_from(payload), key.kid
 
     def _key_for(self, header: dict[str, Any]) -> KeyMaterial:
         if FORBIDDEN_HEADERS.intersection(header):

@@ -20,7 +20,7 @@ UserWriter = Annotated[Principal, requires(USERS_WRITE)]
 SearchText = Annotated[str | None, Query(max_length=100)]
 
 
-@router.get("/users", response_model=Page[UserOut], responses=errors(401, 403, 422))
+@router.get("/users", response_model=Page[UserOut], responses=errors(401, 403, 422, 429))
 async def list_users(
     principal: UserReader, db: DbSession, page: Pagination, q: SearchText = None
 ) -> Page[UserOut]:
@@ -33,7 +33,11 @@ async def list_users(
     )
 
 
-@router.patch("/users/{user_id}", response_model=UserOut, responses=errors(401, 403, 404, 422))
+@router.patch(
+    "/users/{user_id}",
+    response_model=UserOut,
+    responses=errors(400, 401, 403, 404, 413, 422, 429),
+)
 async def update_user(
     user_id: str,
     body: AdminUserPatch,
@@ -57,7 +61,7 @@ async def update_user(
     return user
 
 
-@router.delete("/users/{user_id}", status_code=204, responses=errors(401, 403, 404))
+@router.delete("/users/{user_id}", status_code=204, responses=errors(401, 403, 404, 429))
 async def delete_user(
     user_id: str, principal: UserWriter, db: DbSession, runtime: RuntimeDep, client: Client
 ) -> None:
@@ -65,7 +69,9 @@ async def delete_user(
     await users.delete_user(db, runtime.state, user=user, ip=client.ip, actor_id=principal.user.id)
 
 
-@router.delete("/users/{user_id}/sessions", status_code=204, responses=errors(401, 403, 404))
+@router.delete(
+    "/users/{user_id}/sessions", status_code=204, responses=errors(401, 403, 404, 429)
+)
 async def end_user_sessions(
     user_id: str, principal: UserWriter, db: DbSession, runtime: RuntimeDep, client: Client
 ) -> None:
@@ -78,7 +84,9 @@ async def end_user_sessions(
     )
 
 
-@router.get("/audit", response_model=Page[AuditEventOut], responses=errors(401, 403, 422))
+@router.get(
+    "/audit", response_model=Page[AuditEventOut], responses=errors(401, 403, 422, 429)
+)
 async def list_audit_events(
     principal: Annotated[Principal, requires(AUDIT_READ)],
     db: DbSession,

@@ -34,7 +34,7 @@ def _out(key: ApiKey) -> ApiKeyOut:
     "",
     status_code=status.HTTP_201_CREATED,
     response_model=ApiKeyCreated,
-    responses=errors(401, 403, 413, 422),
+    responses=errors(400, 401, 403, 413, 422, 429),
 )
 async def create_api_key(
     body: ApiKeyIn, principal: Me, db: DbSession, runtime: RuntimeDep, client: Client
@@ -56,7 +56,7 @@ async def create_api_key(
     return ApiKeyCreated(**_out(key).model_dump(), key=secret)
 
 
-@router.get("", response_model=Page[ApiKeyOut], responses=errors(401, 403, 422))
+@router.get("", response_model=Page[ApiKeyOut], responses=errors(401, 403, 422, 429))
 async def list_api_keys(principal: Me, db: DbSession, page: Pagination) -> Page[ApiKeyOut]:
     rows, total = await api_keys.list_keys(
         db, user_id=principal.user.id, limit=page.limit, offset=page.offset
@@ -66,7 +66,7 @@ async def list_api_keys(principal: Me, db: DbSession, page: Pagination) -> Page[
     )
 
 
-@router.delete("/{key_id}", status_code=204, responses=errors(401, 403, 404))
+@router.delete("/{key_id}", status_code=204, responses=errors(401, 403, 404, 429))
 async def delete_api_key(
     key_id: str, principal: Me, db: DbSession, runtime: RuntimeDep, client: Client
 ) -> None:

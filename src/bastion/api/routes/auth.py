@@ -30,7 +30,7 @@ FormText = Annotated[str | None, Form(max_length=4096)]
     "/register",
     status_code=status.HTTP_201_CREATED,
     response_model=UserOut,
-    responses=errors(409, 413, 422, 429),
+    responses=errors(400, 409, 413, 422, 429),
 )
 async def register(body: RegisterIn, db: DbSession, runtime: RuntimeDep, client: Client) -> object:
     return await users.create_user(
@@ -81,7 +81,12 @@ async def token(
     )
 
 
-@router.post("/revoke", responses=OAUTH_ERRORS)
+@router.post(
+    "/revoke",
+    # The answer has no body: declared so, rather than as FastAPI's default JSON.
+    response_class=Response,
+    responses={200: {"description": "Revoked, or nothing to revoke"}} | OAUTH_ERRORS,
+)
 async def revoke(
     db: DbSession,
     runtime: RuntimeDep,
@@ -138,7 +143,9 @@ async def list_sessions(
     return Page(items=items, total=total, limit=page.limit, offset=page.offset)
 
 
-@router.delete("/sessions/{session_id}", status_code=204, responses=errors(401, 403, 404))
+@router.delete(
+    "/sessions/{session_id}", status_code=204, responses=errors(401, 403, 404, 429)
+)
 async def delete_session(
     session_id: str,
     principal: Annotated[Principal, requires(ME)],

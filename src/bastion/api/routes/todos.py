@@ -18,7 +18,7 @@ Reader = Annotated[Principal, requires(TODOS_READ)]
 Writer = Annotated[Principal, requires(TODOS_WRITE)]
 
 
-@router.get("", response_model=Page[TodoOut], responses=errors(401, 403, 422))
+@router.get("", response_model=Page[TodoOut], responses=errors(401, 403, 422, 429))
 async def list_todos(principal: Reader, db: DbSession, page: Pagination) -> Page[TodoOut]:
     rows, total = await todos.list_todos(
         db, owner_id=principal.user.id, limit=page.limit, offset=page.offset
@@ -35,7 +35,7 @@ async def list_todos(principal: Reader, db: DbSession, page: Pagination) -> Page
     "",
     status_code=status.HTTP_201_CREATED,
     response_model=TodoOut,
-    responses=errors(401, 403, 413, 422),
+    responses=errors(400, 401, 403, 413, 422, 429),
 )
 async def create_todo(body: TodoIn, principal: Writer, db: DbSession) -> object:
     return await todos.create_todo(
@@ -47,7 +47,7 @@ async def create_todo(body: TodoIn, principal: Writer, db: DbSession) -> object:
     )
 
 
-@router.get("/{todo_id}", response_model=TodoOut, responses=errors(401, 403, 404))
+@router.get("/{todo_id}", response_model=TodoOut, responses=errors(401, 403, 404, 429))
 async def read_todo(todo_id: str, principal: Reader, db: DbSession) -> object:
     return await todos.get_todo(
         db,
@@ -57,7 +57,11 @@ async def read_todo(todo_id: str, principal: Reader, db: DbSession) -> object:
     )
 
 
-@router.patch("/{todo_id}", response_model=TodoOut, responses=errors(401, 403, 404, 413, 422))
+@router.patch(
+    "/{todo_id}",
+    response_model=TodoOut,
+    responses=errors(400, 401, 403, 404, 413, 422, 429),
+)
 async def update_todo(todo_id: str, body: TodoPatch, principal: Writer, db: DbSession) -> object:
     todo = await todos.get_todo(db, todo_id=todo_id, viewer_id=principal.user.id, any_owner=False)
     for field, value in body.model_dump(exclude_unset=True).items():
@@ -67,7 +71,7 @@ async def update_todo(todo_id: str, body: TodoPatch, principal: Writer, db: DbSe
     return todo
 
 
-@router.delete("/{todo_id}", status_code=204, responses=errors(401, 403, 404))
+@router.delete("/{todo_id}", status_code=204, responses=errors(401, 403, 404, 429))
 async def delete_todo(todo_id: str, principal: Writer, db: DbSession) -> None:
     todo = await todos.get_todo(
         db,

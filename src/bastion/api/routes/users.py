@@ -31,7 +31,9 @@ async def read_me(principal: Me) -> Response:
     return Response(_user_json(principal.user), media_type="application/json")
 
 
-@router.patch("/me", response_model=UserOut, responses=errors(401, 403, 409, 413, 422))
+@router.patch(
+    "/me", response_model=UserOut, responses=errors(400, 401, 403, 409, 413, 422, 429)
+)
 async def update_me(
     body: ProfilePatch, principal: Me, db: DbSession, runtime: RuntimeDep
 ) -> object:
@@ -48,7 +50,9 @@ async def update_me(
     )
 
 
-@router.post("/me/password", status_code=204, responses=errors(401, 403, 413, 422))
+@router.post(
+    "/me/password", status_code=204, responses=errors(400, 401, 403, 413, 422, 429)
+)
 async def change_password(
     body: PasswordChange, principal: Me, db: DbSession, runtime: RuntimeDep, client: Client
 ) -> None:
@@ -65,7 +69,7 @@ async def change_password(
     )
 
 
-@router.delete("/me", status_code=204, responses=errors(401, 403, 413, 422))
+@router.delete("/me", status_code=204, responses=errors(400, 401, 403, 413, 422, 429))
 async def delete_me(
     body: AccountDeletion, principal: Me, db: DbSession, runtime: RuntimeDep, client: Client
 ) -> None:
@@ -75,7 +79,7 @@ async def delete_me(
     await users.delete_user(db, runtime.state, user=user, ip=client.ip, actor_id=user.id)
 
 
-@router.get("/{user_id}", response_model=UserOut, responses=errors(401, 403, 404))
+@router.get("/{user_id}", response_model=UserOut, responses=errors(401, 403, 404, 429))
 async def read_user(
     user_id: str, principal: Annotated[Principal, requires()], db: DbSession
 ) -> object:

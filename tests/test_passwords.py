@@ -1,0 +1,222 @@
+"""Password storage and the login path: Argon2id, legacy bcrypt, timing, the event loop.
+
+API.md: passwords are Argon2id; bcrypt hashes (``$2b$...``) verify and are rehashed to
+Argon2id at the next login; a password longer than bcrypt can check (72 bytes) is simply
+wrong (401 ``invalid_grant``), never a 500; a wrong password costs the same time whether
+the user exists or not.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import re
+import statistics
+import time
+from typing import Any
+
+import bcrypt
+import pytest
+from sqlalchemy import select, update
+
+from bastion.db.engine import transaction
+from bastion.db.models import User
+from bastion.runtime import Runtime
+from conftest import PASSWORD, Api
+
+ARGON2_PHC = re.compile(
+    r"^\$argon2id\$v=(?P<v>\d+)\$m=(?P<m>\d+),t=(?P<t>\d+),p=(?P<p>\d+)"
+    r"\$(?P<salt>[A-Za-z0-9+/]+)\$(?P<hash>[A-Za-z0-9+/]+)$"
+)
+OWASP_MIN_MEMORY_KIB = 19_456
+OWASP_MIN_TIME_COST = 2
+
+
+@pytest.fixture
+def settings_overrides(request: pytest.FixtureRequest) -> dict[str, Any]:
+    """Failed-login throttling off (these tests fail on purpose), plus per-test extras."""
+    values: dict[str, Any] = {"login_max_failures": 1_000, "ip_max_failures": 1_000}
+    values.update(getattr(request, "param", {}))
+    return values
+
+
+async def _stored_hash(runtime: Runtime, user_id: str) -> str:
+    async with transaction(runtime.sessionmaker) as db:
+        stored = await db.scalar(select(User.hashed_password).where(User.id == user_id))
+    assert stored is not None
+    return stored
+
+
+async def _store_hash(runtime: Runtime, user_id: str, hashed: str) -> None:
+    async with transaction(runtime.sessionmaker) as db:
+        await db.execute(update(User).where(User.id == user_id).values(hashed_password=hashed))
+
+
+async def _register(api: Api, password: str = PASSWORD) -> tuple[str, str]:
+    username = api.unique("pw")
+    response = await api.register(username, password=password)
+    assert response.status_code == 201, response.text
+    return username, str(response.json()["id"])
+
+
+def _assert_wrong_password(response: Any, label: str) -> None:
+    assert response.status_code == 401, f"{label}: {response.status_code} {response.text}"
+    assert response.json()["error"] == "invalid_grant", label
+    assert response.headers.get("www-authenticate") == "Bearer", label
+
+
+def _assert_argon2id(hashed: str) -> re.Match[str]:
+    match = ARGON2_PHC.match(hashed)
+    assert match is not None, f"not an Argon2id PHC string: {hashed[:40]}..."
+    assert int(match["v"]) == 19
+    assert int(match["m"]) >= OWASP_MIN_MEMORY_KIB, hashed
+    assert int(match["t"]) >= OWASP_MIN_TIME_COST, hashed
+    assert int(match["p"]) >= 1
+    assert len(match["salt"]) >= 22  # >= 16 bytes of salt
+    assert len(match["hash"]) >= 43  # >= 32 bytes of hash
+    return match
+
+
+async def test_legacy_bcrypt_hash_logs_in_and_is_rehashed_to_argon2id(
+    api: Api, runtime: Runtime
+) -> None:
+    username, user_id = await _register(api)
+    legacy = bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(rounds=4, prefix=b"2b")).decode()
+    assert legacy.startswith("$2b$")
+    await _store_hash(runtime, user_id, legacy)
+
+    _assert_wrong_password(await api.login(username, "not-the-password"), "wrong password")
+    assert await _stored_hash(runtime, user_id) == legacy  # a failure never rewrites the hash
+
+    response = await api.login(username)
+    assert response.status_code == 200, response.text
+    rehashed = await _stored_hash(runtime, user_id)
+    assert rehashed.startswith("$argon2id$"), rehashed[:10]
+    _assert_argon2id(rehashed)
+
+    me = await api.client.get(
+        "/users/me", headers={"Authorization": f"Bearer {response.json()['access_token']}"}
+    )
+    assert me.status_code == 200 and me.json()["id"] == user_id
+    again = await api.login(username)
+    assert again.status_code == 200, again.text
+    assert await _stored_hash(runtime, user_id) == rehashed  # no rehash when up to date
+
+
+async def test_password_over_72_bytes_against_bcrypt_is_simply_wrong(
+    api: Api, runtime: Runtime
+) -> None:
+    """bcrypt reads only 72 bytes: a longer password must not match on its first 72."""
+    real = ("violet-Harbor-91-lantern-" * 3)[:72]
+    assert len(real.encode()) == 72
+    username, user_id = await _register(api, real)
+    legacy = bcrypt.hashpw(real.encode(), bcrypt.gensalt(rounds=4)).decode()
+    await _store_hash(runtime, user_id, legacy)
+
+    too_long = {
+        "first 72 bytes equal the real password, plus one": real + "x",
+        "first 72 bytes equal the real password, plus 100": real + "y" * 100,
+        "real password repeated": real * 3,
+        "80 bytes in 40 characters": "é" * 40,
+        "200 unrelated characters": "Q7-" * 66 + "zz",
+    }
+    for label, password in too_long.items():
+        assert len(password.encode()) > 72
+        _assert_wrong_password(await api.login(username, password), label)
+    assert await _stored_hash(runtime, user_id) == legacy
+
+    # Control: the real 72-byte password works (and moves the account to Argon2id) ...
+    response = await api.login(username, real)
+    assert response.status_code == 200, response.text
+    assert (await _stored_hash(runtime, user_id)).startswith("$argon2id$")
+    # ... after which the over-long variant is still wrong.
+    _assert_wrong_password(await api.login(username, real + "x"), "after rehash")
+
+
+async def test_failed_login_timing_does_not_reveal_whether_the_user_exists(api: Api) -> None:
+    """User enumeration by timing: wrong password vs unknown user, same cost."""
+    alice = await api.account()
+    known: list[float] = []
+    unknown: list[float] = []
+    for attempt in range(9):
+        pair = [(alice.username, known), (f"ghost{attempt}_nobody", unknown)]
+        for username, samples in pair if attempt % 2 == 0 else reversed(pair):
+            started = time.perf_counter()
+            response = await api.login(username, f"wrong-password-{attempt}")
+            samples.append(time.perf_counter() - started)
+            _assert_wrong_password(response, username)
+    known_median, unknown_median = statistics.median(known), statistics.median(unknown)
+    ratio = max(known_median, unknown_median) / min(known_median, unknown_median)
+    # Skipping the dummy hash for unknown users shows as a ratio of 5 or more here;
+    # 1.5 leaves room for a noisy shared machine without hiding that.
+    assert ratio < 1.5, (
+        f"median failed login: existing user {known_median * 1000:.1f} ms, "
+        f"unknown user {unknown_median * 1000:.1f} ms (ratio {ratio:.2f}); samples (ms): "
+        f"existing {[round(x * 1000, 1) for x in known]}, "
+        f"unknown {[round(x * 1000, 1) for x in unknown]}"
+    )
+
+
+@pytest.mark.parametrize("settings_overrides", [{"argon2_time_cost": 8}], indirect=True)
+async def test_password_hashing_runs_off_the_event_loop(api: Api, runtime: Runtime) -> None:
+    """A login's hash must not block the event loop (one login would stall every request)."""
+    alice = await api.account()
+    hash_times = []
+    for _ in range(3):
+        started = time.perf_counter()
+        await runtime.passwords.hash("some-Password-to-time-1")
+        hash_times.append(time.perf_counter() - started)
+    hash_time = statistics.median(hash_times)
+
+    async def timed_login() -> tuple[int, float]:
+        response = await api.login(alice.username)
+        return response.status_code, time.perf_counter()
+
+    login = asyncio.create_task(timed_login())
+    started = time.perf_counter()
+    marks = [started]
+    latencies: list[float] = []
+    async with asyncio.timeout(30):
+        while not login.done():
+            await asyncio.sleep(0)  # an in-process request may never yield on its own
+            before = time.perf_counter()
+            health = await api.client.get("/healthz")
+            after = time.perf_counter()
+            assert health.status_code == 200
+            if not login.done():
+                latencies.append(after - before)
+                marks.append(after)
+        status, finished = await login
+    assert status == 200
+    marks.append(finished)
+
+    login_time = finished - started
+    assert login_time >= 0.5 * hash_time, "the login did not hash (test would be vacuous)"
+    longest_stall = max(b - a for a, b in itertools.pairwise(marks))
+    assert len(latencies) >= 3, (
+        f"only {len(latencies)} /healthz answered during a {login_time * 1000:.0f} ms login"
+    )
+    assert max(latencies) < 0.5 * hash_time, (
+        f"/healthz took {max(latencies) * 1000:.1f} ms during a login; "
+        f"one hash takes {hash_time * 1000:.1f} ms"
+    )
+    assert longest_stall < 0.5 * hash_time, (
+        f"the event loop stalled {longest_stall * 1000:.1f} ms during a login; "
+        f"one hash takes {hash_time * 1000:.1f} ms"
+    )
+
+
+async def test_stored_hash_is_argon2id_with_owasp_parameters(api: Api, runtime: Runtime) -> None:
+    """Argon2id, m >= 19456 KiB, t >= 2 (OWASP minimum), salted per user."""
+    _, first_id = await _register(api)
+    _, second_id = await _register(api)
+    service_made = await api.account()
+    hashes = [
+        await _stored_hash(runtime, user_id) for user_id in (first_id, second_id, service_made.id)
+    ]
+    matches = [_assert_argon2id(hashed) for hashed in hashes]
+    assert len({match["salt"] for match in matches}) == 3, "salts repeat"
+    assert len(set(hashes)) == 3
+    for match in matches:
+        assert int(match["m"]) == runtime.settings.argon2_memory_cost
+        assert int(match["t"]) == runtime.settings.argon2_time_cost
