@@ -152,3 +152,15 @@ async def test_discovery_documents(api: Api) -> None:
     assert (await api.client.get("/readyz")).status_code == 200
     info = (await api.client.get("/")).json()
     assert info["name"] == "bastion" and info["docs"] == "/docs"
+
+
+async def test_request_bodies_are_not_coerced(api: Api) -> None:
+    """"no" is not false: a typed field takes its JSON type only."""
+    admin = await api.account("admin")
+    user = await api.account()
+    response = await api.client.patch(
+        f"/admin/users/{user.id}", json={"is_active": "no"}, headers=admin.headers
+    )
+    assert response.status_code == 422
+    todo = await api.client.post("/todos", json={"title": "t", "done": 1}, headers=user.headers)
+    assert todo.status_code == 422

@@ -145,13 +145,14 @@ async def test_failed_login_timing_does_not_reveal_whether_the_user_exists(api: 
             response = await api.login(username, f"wrong-password-{attempt}")
             samples.append(time.perf_counter() - started)
             _assert_wrong_password(response, username)
-    known_median, unknown_median = statistics.median(known), statistics.median(unknown)
-    ratio = max(known_median, unknown_median) / min(known_median, unknown_median)
-    # Skipping the dummy hash for unknown users shows as a ratio of 5 or more here;
-    # 1.5 leaves room for a noisy shared machine without hiding that.
+    # Load on a shared machine only ever adds time, so the fastest of several samples
+    # is the cost of the work itself. Skipping the dummy hash for unknown users shows
+    # as a ratio of 5 or more; 1.5 leaves room for noise without hiding that.
+    known_best, unknown_best = min(known), min(unknown)
+    ratio = max(known_best, unknown_best) / min(known_best, unknown_best)
     assert ratio < 1.5, (
-        f"median failed login: existing user {known_median * 1000:.1f} ms, "
-        f"unknown user {unknown_median * 1000:.1f} ms (ratio {ratio:.2f}); samples (ms): "
+        f"fastest failed login: existing user {known_best * 1000:.1f} ms, "
+        f"unknown user {unknown_best * 1000:.1f} ms (ratio {ratio:.2f}); samples (ms): "
         f"existing {[round(x * 1000, 1) for x in known]}, "
         f"unknown {[round(x * 1000, 1) for x in unknown]}"
     )

@@ -50,7 +50,9 @@ ScopeName = Annotated[str, Field(min_length=1, max_length=50), AfterValidator(_n
 
 
 class Input(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    """A request body: unknown fields refused (no mass assignment), no type coercion."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 class Page(BaseModel, Generic[T]):

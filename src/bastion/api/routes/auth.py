@@ -85,7 +85,7 @@ async def token(
     "/revoke",
     # The answer has no body: declared so, rather than as FastAPI's default JSON.
     response_class=Response,
-    responses={200: {"description": "Revoked, or nothing to revoke"}} | OAUTH_ERRORS,
+    responses={200: {"description": "Revoked, or nothing to revoke"}, **OAUTH_ERRORS},
 )
 async def revoke(
     db: DbSession,
