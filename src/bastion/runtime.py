@@ -44,6 +44,7 @@ class Runtime:
     events: StateEvents | None = None
 
     async def close(self) -> None:
+        self.passwords.close()
         if self.events is not None:
             await self.events.close()
         if self.redis is not None:
@@ -109,6 +110,7 @@ async def build_runtime(settings: Settings) -> Runtime:
     )
     metrics = Metrics()
     grants = TokenGrants(
+        sessionmaker=sessionmaker,
         throttle=throttle,
         observe=metrics.observe,
         codec=codec,

@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import os
 import secrets
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import TypeVar
 
-import anyio
-import anyio.to_thread
 from pwdlib import PasswordHash
 from pwdlib.hashers.argon2 import Argon2Hasher
 from pwdlib.hashers.bcrypt import BcryptHasher
 
 BCRYPT_MAX_BYTES = 72
+HASHING_NICENESS = 10
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -20,8 +27,17 @@ class Verification:
     new_hash: str | None = None  # set when the stored hash should be upgraded
 
 
+def _lower_thread_priority() -> None:
+    """Hashing yields the CPU to the event loop: a login storm must not stall other requests.
+
+    On Linux a thread has its own nice value; elsewhere this is a no-op.
+    """
+    with contextlib.suppress(AttributeError, OSError):
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), HASHING_NICENESS)
+
+
 class PasswordHasher:
-    """Hashes and verifies passwords in worker threads.
+    """Hashes and verifies passwords in a pool of low-priority worker threads.
 
     Verification of an unknown user runs against a dummy hash made with the
     same parameters, so a failed login costs the same whether or not the
@@ -35,24 +51,28 @@ class PasswordHasher:
                 BcryptHasher(),
             )
         )
-        self._limiter = anyio.CapacityLimiter(threads)
+        self._pool = ThreadPoolExecutor(
+            max_workers=threads,
+            thread_name_prefix="bastion-hash",
+            initializer=_lower_thread_priority,
+        )
         self._dummy_hash: str | None = None
 
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+    async def _run(self, function: Callable[..., T], *args: str) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._pool, function, *args)
+
     async def hash(self, password: str) -> str:
-        return await anyio.to_thread.run_sync(
-            self._context.hash, password, limiter=self._limiter
-        )
+        return await self._run(self._context.hash, password)
 
     async def verify(self, password: str, hashed: str | None) -> Verification:
         """Check ``password`` against ``hashed`` (``None``: an unknown user)."""
         if hashed is None:
-            await anyio.to_thread.run_sync(
-                self._verify_sync, password, await self._dummy(), limiter=self._limiter
-            )
+            await self._run(self._verify_sync, password, await self._dummy())
             return Verification(valid=False)
-        return await anyio.to_thread.run_sync(
-            self._verify_sync, password, hashed, limiter=self._limiter
-        )
+        return await self._run(self._verify_sync, password, hashed)
 
     async def _dummy(self) -> str:
         if self._dummy_hash is None:
@@ -68,10 +88,3 @@ class PasswordHasher:
         except (ValueError, TypeError):
             return Verification(valid=False)
         return Verification(valid=valid, new_hash=updated if valid else None)
-
-
-def create_password_hasher(*, memory_cost: int, time_cost: int, threads: int) -> PasswordHasher:
-    return PasswordHasher(memory_cost=memory_cost, time_cost=time_cost, threads=threads)
-
-
-__all__ = ["PasswordHasher", "Verification", "create_password_hasher"]

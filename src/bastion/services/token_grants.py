@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bastion.db.models import User
 from bastion.errors import (
@@ -63,8 +63,10 @@ class TokenGrants:
         state: AuthState,
         policy: SessionPolicy,
         throttle: LoginThrottle,
+        sessionmaker: async_sessionmaker[AsyncSession],
         observe: Callable[[str], None] = lambda event: None,
     ) -> None:
+        self.sessionmaker = sessionmaker
         self.throttle = throttle
         self.observe = observe  # told of every login outcome and reuse, for metrics
         self.codec = codec
@@ -94,15 +96,20 @@ class TokenGrants:
                 detail={"username": users.canonical(identifier)[:64]},
             )
             raise
-        user = await users.find_by_login(db, identifier)
-        result = await self.passwords.verify(password, user.hashed_password if user else None)
+        # Read the hash in a short transaction of its own and verify with none open:
+        # on SQLite a transaction holds the write lock, which must not wait on a hash.
+        async with self.sessionmaker() as lookup:
+            found = await users.find_by_login(lookup, identifier)
+            user_id, hashed = (found.id, found.hashed_password) if found else (None, None)
+        result = await self.passwords.verify(password, hashed)
+        user = await db.get(User, user_id) if user_id is not None and result.valid else None
         if user is None or not result.valid:
             await self.throttle.failed(username=identifier, ip=client.ip)
             self.observe("login_failed")
             audit.record(
                 db,
                 "login_failed",
-                user_id=user.id if user else None,
+                user_id=user_id,
                 ip=client.ip,
                 detail={"username": users.canonical(identifier)[:64]},
             )
