@@ -11,7 +11,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from bastion.config import Settings
-from bastion.db.engine import create_engine, create_sessionmaker, transaction
+from bastion.db.engine import create_engine, create_sessionmaker, read_only, transaction
 from bastion.metrics import Metrics
 from bastion.security.access_tokens import AccessTokenCodec
 from bastion.security.opaque_tokens import TokenDigester
@@ -30,6 +30,7 @@ from bastion.services.token_grants import TokenGrants
 class Runtime:
     settings: Settings
     engine: AsyncEngine
+    read_engine: AsyncEngine
     sessionmaker: async_sessionmaker[AsyncSession]
     passwords: PasswordHasher
     keys: KeyManager
@@ -133,6 +134,7 @@ async def build_runtime(settings: Settings) -> Runtime:
     runtime = Runtime(
         settings=settings,
         engine=engine,
+        read_engine=read_only(engine),
         sessionmaker=sessionmaker,
         passwords=passwords,
         keys=keys,

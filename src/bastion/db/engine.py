@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import (
 )
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
+READ_ONLY = "bastion_read_only"
 
 
 def _configure_sqlite(engine: AsyncEngine) -> None:
@@ -22,7 +23,9 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
 
     Every transaction starts with ``BEGIN IMMEDIATE``: SQLite then takes the
     write lock up front (waiting on the busy timeout) instead of failing with
-    "database is locked" when a reader later tries to write.
+    "database is locked" when a reader later tries to write. Connections of
+    :func:`read_only` engines, which never write, begin deferred and so never
+    wait for a writer.
     """
 
     @event.listens_for(engine.sync_engine, "connect")
@@ -37,13 +40,22 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
 
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(connection: Any) -> None:
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        if not connection.get_execution_options().get(READ_ONLY, False):
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def read_only(engine: AsyncEngine) -> AsyncEngine:
+    """The same engine and pool, for queries that only read."""
+    return engine.execution_options(**{READ_ONLY: True})
 
 
 def create_engine(url: str, *, echo: bool = False) -> AsyncEngine:
     if url.startswith("sqlite"):
         engine = create_async_engine(
-            url, echo=echo, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}
+            url,
+            echo=echo,
+            connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000},
+            pool_reset_on_return=None,
         )
         _configure_sqlite(engine)
         return engine

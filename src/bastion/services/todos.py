@@ -2,19 +2,37 @@
 
 from __future__ import annotations
 
-from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import RowMapping, func, select
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from bastion.db.models import Todo
-from bastion.db.pagination import paginate
 from bastion.errors import NotFound
 
 
 async def list_todos(
-    db: AsyncSession, *, owner_id: str, limit: int, offset: int
-) -> tuple[list[Todo], int]:
-    query = select(Todo).where(Todo.owner_id == owner_id).order_by(Todo.created_at.desc(), Todo.id)
-    return await paginate(db, query, limit=limit, offset=offset)
+    connection: AsyncConnection, *, owner_id: str, limit: int, offset: int
+) -> tuple[list[RowMapping], int]:
+    """One page of the owner's todos, newest first, and their total, in one query.
+
+    The hottest read of the API: a Core query on a read-only connection, with
+    the total counted by a window function instead of a second round trip.
+    """
+    table = Todo.__table__
+    owned = table.c.owner_id == owner_id
+    page = (
+        select(table, func.count().over().label("total"))
+        .where(owned)
+        .order_by(table.c.created_at.desc(), table.c.id)
+        .limit(limit)
+        .offset(offset)
+    )
+    rows = list((await connection.execute(page)).mappings())
+    if rows:
+        return rows, int(rows[0]["total"])
+    if offset == 0:
+        return [], 0
+    total = await connection.scalar(select(func.count()).select_from(table).where(owned))
+    return [], int(total or 0)
 
 
 async def create_todo(

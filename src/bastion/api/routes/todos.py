@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, status
+from fastapi import APIRouter, Response, status
+from pydantic import TypeAdapter
 
-from bastion.api.deps import DbSession, Pagination, requires
+from bastion.api.deps import DbSession, Pagination, ReadConnection, requires
 from bastion.api.responses import errors
 from bastion.api.schemas import Page, TodoIn, TodoOut, TodoPatch
 from bastion.scopes import TODOS_MODERATE, TODOS_READ, TODOS_WRITE
@@ -18,17 +19,17 @@ Reader = Annotated[Principal, requires(TODOS_READ)]
 Writer = Annotated[Principal, requires(TODOS_WRITE)]
 
 
+_TODO_PAGE = TypeAdapter(Page[TodoOut])
+
+
 @router.get("", response_model=Page[TodoOut], responses=errors(401, 403, 422, 429))
-async def list_todos(principal: Reader, db: DbSession, page: Pagination) -> Page[TodoOut]:
+async def list_todos(principal: Reader, db: ReadConnection, page: Pagination) -> Response:
     rows, total = await todos.list_todos(
         db, owner_id=principal.user.id, limit=page.limit, offset=page.offset
     )
-    return Page(
-        items=[TodoOut.model_validate(row, from_attributes=True) for row in rows],
-        total=total,
-        limit=page.limit,
-        offset=page.offset,
-    )
+    body = {"items": rows, "total": total, "limit": page.limit, "offset": page.offset}
+    rendered = _TODO_PAGE.dump_json(_TODO_PAGE.validate_python(body, from_attributes=True))
+    return Response(rendered, media_type="application/json")
 
 
 @router.post(
