@@ -36,3 +36,14 @@ lint: $(VENV)/.installed-test
 
 clean:
 	rm -rf $(VENV) .pytest_cache bastion.db bastion.db-*
+
+BENCH_VENV := bench/.work/venv
+
+$(BENCH_VENV)/.installed: bench/requirements.txt
+	$(PYTHON) -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/pip install -q -r bench/requirements.txt
+	touch $@
+
+# Side-by-side benchmark against the reference peers (wrk on loopback); about 10 minutes.
+bench: $(VENV)/.installed-run $(BENCH_VENV)/.installed
+	$(BENCH_VENV)/bin/python bench/run.py

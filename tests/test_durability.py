@@ -98,7 +98,7 @@ async def _stored(url: str) -> tuple[set[str], set[str], set[str], str]:
 
 def _assert_all_present(url: str, acked: Acknowledged) -> None:
     users, todos, hashes, key = asyncio.run(_stored(url))
-    digest = lambda token: hmac.new(bytes.fromhex(key), token.encode(), hashlib.sha256).hexdigest()  # noqa: E731
+    digest = lambda token: hmac.new(bytes.fromhex(key), token.encode(), hashlib.sha256).hexdigest()
     assert set(acked.usernames) <= users
     assert set(acked.todo_ids) <= todos
     assert {digest(token) for token in acked.refresh_tokens} <= hashes

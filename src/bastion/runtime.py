@@ -7,11 +7,15 @@ from dataclasses import dataclass
 
 from redis.asyncio import Redis
 from sqlalchemy import text
-
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from bastion.config import Settings
-from bastion.db.engine import create_engine, create_sessionmaker, read_only, transaction
+from bastion.db.engine import (
+    create_engine,
+    create_read_engine,
+    create_sessionmaker,
+    transaction,
+)
 from bastion.metrics import Metrics
 from bastion.security.access_tokens import AccessTokenCodec
 from bastion.security.opaque_tokens import TokenDigester
@@ -20,8 +24,8 @@ from bastion.services import instance_secrets
 from bastion.services.auth_state import AuthState
 from bastion.services.principals import PrincipalResolver
 from bastion.services.sessions import SessionPolicy
-from bastion.services.state_events import StateEvents
 from bastion.services.signing_keys import KeyManager
+from bastion.services.state_events import StateEvents
 from bastion.services.throttle import LoginThrottle, create_storage
 from bastion.services.token_grants import TokenGrants
 
@@ -50,6 +54,8 @@ class Runtime:
             await self.events.close()
         if self.redis is not None:
             await self.redis.aclose()
+        if self.read_engine is not self.engine:
+            await self.read_engine.dispose()
         await self.engine.dispose()
 
     async def unready(self) -> str | None:
@@ -70,7 +76,9 @@ class Runtime:
 async def build_runtime(settings: Settings) -> Runtime:
     """Connect to the database and load keys; the schema must be migrated already."""
     engine = create_engine(settings.database_url)
+    read_engine = create_read_engine(settings.database_url, engine)
     sessionmaker = create_sessionmaker(engine)
+    read_sessionmaker = create_sessionmaker(read_engine)
     try:
         keys = KeyManager(
             sessionmaker,
@@ -87,6 +95,7 @@ async def build_runtime(settings: Settings) -> Runtime:
                 )
     except BaseException:
         await engine.dispose()
+        await read_engine.dispose()
         raise
     passwords = PasswordHasher(
         memory_cost=settings.argon2_memory_cost,
@@ -100,7 +109,7 @@ async def build_runtime(settings: Settings) -> Runtime:
         ttl=settings.access_token_ttl,
     )
     digester = TokenDigester(hash_key)
-    state = AuthState(sessionmaker, ttl=settings.state_cache_ttl)
+    state = AuthState(read_sessionmaker, ttl=settings.state_cache_ttl)
     redis_url = settings.redis_url.get_secret_value() if settings.redis_url else None
     throttle = LoginThrottle(
         create_storage(redis_url),
@@ -111,7 +120,7 @@ async def build_runtime(settings: Settings) -> Runtime:
     )
     metrics = Metrics()
     grants = TokenGrants(
-        sessionmaker=sessionmaker,
+        read_sessionmaker=read_sessionmaker,
         throttle=throttle,
         observe=metrics.observe,
         codec=codec,
@@ -134,7 +143,7 @@ async def build_runtime(settings: Settings) -> Runtime:
     runtime = Runtime(
         settings=settings,
         engine=engine,
-        read_engine=read_only(engine),
+        read_engine=read_engine,
         sessionmaker=sessionmaker,
         passwords=passwords,
         keys=keys,

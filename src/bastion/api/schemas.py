@@ -20,7 +20,7 @@ T = TypeVar("T")
 _ALLOWED_CONTROLS_IN_TEXT = frozenset("\n\r\t")
 
 
-def _no_controls(value: str) -> str:
+def no_controls(value: str) -> str:
     if any(unicodedata.category(ch) in ("Cc", "Cs") for ch in value):
         raise ValueError("control characters are not allowed")
     return value
@@ -36,17 +36,17 @@ def _no_controls_but_lines(value: str) -> str:
 
 
 def _checked_email(value: str) -> str:
-    return _no_controls(value)
+    return no_controls(value)
 
 
 Username = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.-]{3,32}$")]
 Email = Annotated[EmailStr, Field(max_length=320), AfterValidator(_checked_email)]
 Password = Annotated[str, Field(max_length=1024), AfterValidator(_no_controls_but_lines)]
-FullName = Annotated[str, Field(min_length=1, max_length=200), AfterValidator(_no_controls)]
-Title = Annotated[str, Field(min_length=1, max_length=200), AfterValidator(_no_controls)]
+FullName = Annotated[str, Field(min_length=1, max_length=200), AfterValidator(no_controls)]
+Title = Annotated[str, Field(min_length=1, max_length=200), AfterValidator(no_controls)]
 Description = Annotated[str, Field(max_length=2000), AfterValidator(_no_controls_but_lines)]
-KeyName = Annotated[str, Field(min_length=1, max_length=100), AfterValidator(_no_controls)]
-ScopeName = Annotated[str, Field(min_length=1, max_length=50), AfterValidator(_no_controls)]
+KeyName = Annotated[str, Field(min_length=1, max_length=100), AfterValidator(no_controls)]
+ScopeName = Annotated[str, Field(min_length=1, max_length=50), AfterValidator(no_controls)]
 
 
 class Input(BaseModel):

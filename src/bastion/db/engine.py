@@ -15,17 +15,19 @@ from sqlalchemy.ext.asyncio import (
 )
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
-READ_ONLY = "bastion_read_only"
 
 
-def _configure_sqlite(engine: AsyncEngine) -> None:
-    """WAL, foreign keys, a busy timeout, and write-ahead transactions.
+def _configure_sqlite(engine: AsyncEngine, *, read_only: bool) -> None:
+    """WAL, foreign keys and a busy timeout on every connection; then, by role:
 
-    Every transaction starts with ``BEGIN IMMEDIATE``: SQLite then takes the
-    write lock up front (waiting on the busy timeout) instead of failing with
-    "database is locked" when a reader later tries to write. Connections of
-    :func:`read_only` engines, which never write, begin deferred and so never
-    wait for a writer.
+    - the write engine has one connection, so writers in this process queue
+      for it in order instead of polling SQLite's lock, and every transaction
+      starts with ``BEGIN IMMEDIATE``: the write lock is taken up front
+      (waiting on the busy timeout for other processes) instead of failing
+      with "database is locked" when a reader later tries to write;
+    - the read engine's connections are ``query_only`` and open no explicit
+      transaction: each statement reads one consistent snapshot and never
+      waits for a writer.
     """
 
     @event.listens_for(engine.sync_engine, "connect")
@@ -36,30 +38,43 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
         cursor.execute("PRAGMA synchronous=FULL")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        if read_only:
+            cursor.execute("PRAGMA query_only=ON")
         cursor.close()
 
-    @event.listens_for(engine.sync_engine, "begin")
-    def _on_begin(connection: Any) -> None:
-        if not connection.get_execution_options().get(READ_ONLY, False):
+    if not read_only:
+
+        @event.listens_for(engine.sync_engine, "begin")
+        def _on_begin(connection: Any) -> None:
             connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
-def read_only(engine: AsyncEngine) -> AsyncEngine:
-    """The same engine and pool, for queries that only read."""
-    return engine.execution_options(**{READ_ONLY: True})
+def _sqlite_engine(url: str, *, echo: bool, read_only: bool) -> AsyncEngine:
+    engine = create_async_engine(
+        url,
+        echo=echo,
+        connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000},
+        pool_size=5 if read_only else 1,
+        max_overflow=0,
+        pool_timeout=60,
+        pool_reset_on_return=None if read_only else "rollback",
+    )
+    _configure_sqlite(engine, read_only=read_only)
+    return engine
 
 
 def create_engine(url: str, *, echo: bool = False) -> AsyncEngine:
+    """The engine for units of work (reads and writes)."""
     if url.startswith("sqlite"):
-        engine = create_async_engine(
-            url,
-            echo=echo,
-            connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000},
-            pool_reset_on_return=None,
-        )
-        _configure_sqlite(engine)
-        return engine
+        return _sqlite_engine(url, echo=echo, read_only=False)
     return create_async_engine(url, echo=echo, pool_size=10, max_overflow=10, pool_pre_ping=True)
+
+
+def create_read_engine(url: str, engine: AsyncEngine, *, echo: bool = False) -> AsyncEngine:
+    """An engine for queries that only read: its own pool on SQLite, ``engine`` elsewhere."""
+    if url.startswith("sqlite"):
+        return _sqlite_engine(url, echo=echo, read_only=True)
+    return engine
 
 
 def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

@@ -63,10 +63,10 @@ class TokenGrants:
         state: AuthState,
         policy: SessionPolicy,
         throttle: LoginThrottle,
-        sessionmaker: async_sessionmaker[AsyncSession],
+        read_sessionmaker: async_sessionmaker[AsyncSession],
         observe: Callable[[str], None] = lambda event: None,
     ) -> None:
-        self.sessionmaker = sessionmaker
+        self.read_sessionmaker = read_sessionmaker
         self.throttle = throttle
         self.observe = observe  # told of every login outcome and reuse, for metrics
         self.codec = codec
@@ -98,7 +98,7 @@ class TokenGrants:
             raise
         # Read the hash in a short transaction of its own and verify with none open:
         # on SQLite a transaction holds the write lock, which must not wait on a hash.
-        async with self.sessionmaker() as lookup:
+        async with self.read_sessionmaker() as lookup:
             found = await users.find_by_login(lookup, identifier)
             user_id, hashed = (found.id, found.hashed_password) if found else (None, None)
         result = await self.passwords.verify(password, hashed)

@@ -26,6 +26,8 @@ def canonical(value: str) -> str:
 
 async def find_by_login(db: AsyncSession, identifier: str) -> User | None:
     """The user whose username or email is ``identifier``, ignoring case."""
+    if not identifier.isprintable():  # no account has a control character in its name
+        return None
     key = canonical(identifier)
     return await db.scalar(
         select(User).where(or_(User.username_canonical == key, User.email_canonical == key))

@@ -5,9 +5,10 @@ from __future__ import annotations
 import json
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter
 
 from bastion.api.deps import Client, DbSession, Pagination, RuntimeDep, requires
+from bastion.api.params import EventFilter, IdFilter, ObjectId, SearchText
 from bastion.api.responses import errors
 from bastion.api.schemas import AdminUserPatch, AuditEventOut, Page, UserOut
 from bastion.scopes import AUDIT_READ, USERS_READ, USERS_WRITE
@@ -17,7 +18,6 @@ from bastion.services.principals import Principal
 router = APIRouter(prefix="/admin", tags=["admin"])
 UserReader = Annotated[Principal, requires(USERS_READ)]
 UserWriter = Annotated[Principal, requires(USERS_WRITE)]
-SearchText = Annotated[str | None, Query(max_length=100)]
 
 
 @router.get("/users", response_model=Page[UserOut], responses=errors(401, 403, 422, 429))
@@ -39,7 +39,7 @@ async def list_users(
     responses=errors(400, 401, 403, 404, 413, 422, 429),
 )
 async def update_user(
-    user_id: str,
+    user_id: ObjectId,
     body: AdminUserPatch,
     principal: UserWriter,
     db: DbSession,
@@ -63,7 +63,7 @@ async def update_user(
 
 @router.delete("/users/{user_id}", status_code=204, responses=errors(401, 403, 404, 429))
 async def delete_user(
-    user_id: str, principal: UserWriter, db: DbSession, runtime: RuntimeDep, client: Client
+    user_id: ObjectId, principal: UserWriter, db: DbSession, runtime: RuntimeDep, client: Client
 ) -> None:
     user = await users.get_user(db, user_id)
     await users.delete_user(db, runtime.state, user=user, ip=client.ip, actor_id=principal.user.id)
@@ -73,7 +73,7 @@ async def delete_user(
     "/users/{user_id}/sessions", status_code=204, responses=errors(401, 403, 404, 429)
 )
 async def end_user_sessions(
-    user_id: str, principal: UserWriter, db: DbSession, runtime: RuntimeDep, client: Client
+    user_id: ObjectId, principal: UserWriter, db: DbSession, runtime: RuntimeDep, client: Client
 ) -> None:
     """End every session of the user."""
     await users.get_user(db, user_id)
@@ -91,8 +91,8 @@ async def list_audit_events(
     principal: Annotated[Principal, requires(AUDIT_READ)],
     db: DbSession,
     page: Pagination,
-    user_id: Annotated[str | None, Query(max_length=36)] = None,
-    event: Annotated[str | None, Query(max_length=40)] = None,
+    user_id: IdFilter = None,
+    event: EventFilter = None,
 ) -> Page[AuditEventOut]:
     rows, total = await audit.list_events(
         db, user_id=user_id, event=event, limit=page.limit, offset=page.offset

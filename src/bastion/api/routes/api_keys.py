@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, status
 
 from bastion.api.deps import Client, DbSession, Pagination, RuntimeDep, requires
+from bastion.api.params import ObjectId
 from bastion.api.responses import errors
 from bastion.api.schemas import ApiKeyCreated, ApiKeyIn, ApiKeyOut, Page
 from bastion.db.models import ApiKey
@@ -68,7 +69,7 @@ async def list_api_keys(principal: Me, db: DbSession, page: Pagination) -> Page[
 
 @router.delete("/{key_id}", status_code=204, responses=errors(401, 403, 404, 429))
 async def delete_api_key(
-    key_id: str, principal: Me, db: DbSession, runtime: RuntimeDep, client: Client
+    key_id: ObjectId, principal: Me, db: DbSession, runtime: RuntimeDep, client: Client
 ) -> None:
     """Revoke a key; it stops working at once."""
     await api_keys.revoke_key(

@@ -14,6 +14,7 @@ from bastion.api.deps import (
     RuntimeDep,
     requires,
 )
+from bastion.api.params import CleanText, FormSecret, FormText, ObjectId
 from bastion.api.responses import AUTH_ERRORS, OAUTH_ERRORS, errors
 from bastion.api.schemas import Page, RegisterIn, SessionOut, TokenOut, UserOut
 from bastion.errors import InvalidRequest, UnsupportedGrantType
@@ -23,7 +24,6 @@ from bastion.services.principals import Principal
 
 router = APIRouter(prefix="/auth", tags=["auth"])
 
-FormText = Annotated[str | None, Form(max_length=4096)]
 
 
 @router.post(
@@ -52,7 +52,7 @@ async def token(
     client: Client,
     grant_type: FormText = None,
     username: FormText = None,
-    password: FormText = None,
+    password: FormSecret = None,
     scope: FormText = None,
     refresh_token: FormText = None,
 ) -> TokenOut:
@@ -91,7 +91,7 @@ async def revoke(
     db: DbSession,
     runtime: RuntimeDep,
     client: Client,
-    token: Annotated[str, Form(max_length=4096)],
+    token: Annotated[CleanText, Form(max_length=4096)],
     token_type_hint: FormText = None,
 ) -> Response:
     """RFC 7009: always 200; a known refresh or access token's session ends."""
@@ -147,7 +147,7 @@ async def list_sessions(
     "/sessions/{session_id}", status_code=204, responses=errors(401, 403, 404, 429)
 )
 async def delete_session(
-    session_id: str,
+    session_id: ObjectId,
     principal: Annotated[Principal, requires(ME)],
     db: DbSession,
     runtime: RuntimeDep,

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Response, status
 from pydantic import TypeAdapter
 
 from bastion.api.deps import DbSession, Pagination, ReadConnection, requires
+from bastion.api.params import ObjectId
 from bastion.api.responses import errors
 from bastion.api.schemas import Page, TodoIn, TodoOut, TodoPatch
 from bastion.scopes import TODOS_MODERATE, TODOS_READ, TODOS_WRITE
@@ -49,7 +50,7 @@ async def create_todo(body: TodoIn, principal: Writer, db: DbSession) -> object:
 
 
 @router.get("/{todo_id}", response_model=TodoOut, responses=errors(401, 403, 404, 429))
-async def read_todo(todo_id: str, principal: Reader, db: DbSession) -> object:
+async def read_todo(todo_id: ObjectId, principal: Reader, db: DbSession) -> object:
     return await todos.get_todo(
         db,
         todo_id=todo_id,
@@ -63,7 +64,7 @@ async def read_todo(todo_id: str, principal: Reader, db: DbSession) -> object:
     response_model=TodoOut,
     responses=errors(400, 401, 403, 404, 413, 422, 429),
 )
-async def update_todo(todo_id: str, body: TodoPatch, principal: Writer, db: DbSession) -> object:
+async def update_todo(todo_id: ObjectId, body: TodoPatch, principal: Writer, db: DbSession) -> object:
     todo = await todos.get_todo(db, todo_id=todo_id, viewer_id=principal.user.id, any_owner=False)
     for field, value in body.model_dump(exclude_unset=True).items():
         setattr(todo, field, value)
@@ -73,7 +74,7 @@ async def update_todo(todo_id: str, body: TodoPatch, principal: Writer, db: DbSe
 
 
 @router.delete("/{todo_id}", status_code=204, responses=errors(401, 403, 404, 429))
-async def delete_todo(todo_id: str, principal: Writer, db: DbSession) -> None:
+async def delete_todo(todo_id: ObjectId, principal: Writer, db: DbSession) -> None:
     todo = await todos.get_todo(
         db,
         todo_id=todo_id,

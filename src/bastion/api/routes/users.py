@@ -8,6 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Response
 
 from bastion.api.deps import Client, DbSession, RuntimeDep, requires
+from bastion.api.params import ObjectId
 from bastion.api.responses import AUTH_ERRORS, errors
 from bastion.api.schemas import AccountDeletion, PasswordChange, ProfilePatch, UserOut
 from bastion.errors import NotFound
@@ -81,7 +82,7 @@ async def delete_me(
 
 @router.get("/{user_id}", response_model=UserOut, responses=errors(401, 403, 404, 429))
 async def read_user(
-    user_id: str, principal: Annotated[Principal, requires()], db: DbSession
+    user_id: ObjectId, principal: Annotated[Principal, requires()], db: DbSession
 ) -> object:
     """Your own profile, or anyone's with ``users:read``; others do not exist for you."""
     if user_id == principal.user.id:

@@ -1,0 +1,730 @@
+"""Benchmark Bastion side by side with its reference peers and check its performance targets."""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import importlib.util
+import json
+import math
+import os
+import platform
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCH = ROOT / "bench"
+RESULTS = BENCH / "results"
+PEER_ENVS = BENCH / ".work" / "peers"
+SHARED_PEERS = ROOT.parent / "shared" / "peers"
+RUN_AUTH_BENCH = SHARED_PEERS / "run_auth_bench.py"
+BASTION_BIN = ROOT / ".venv" / "bin"
+
+HOST = "127.0.0.1"
+SERVER_CPU = "0"
+WRK_CPU = "1"
+TWO_WORKER_CPUS = "0,1"
+CONNECTIONS = 8
+WRK_TIMEOUT_S = 10  # run_auth_bench's default
+OVERLOAD_CONNECTIONS = (32, 256)
+OVERLOAD_SECONDS = 5
+OVERLOAD_WRK_TIMEOUT_S = 2  # wrk's own default: a request slower than this is a timeout
+PROMPT_S = 1.0  # the answer after an overload run must come within this
+TODOS = 20
+READY_TIMEOUT_S = 60
+
+USERNAME = "bench_user"
+EMAIL = "bench_user@example.com"
+PASSWORD = "bench-password-123"
+FORM = "application/x-www-form-urlencoded"
+
+Result = dict[str, Any]
+
+
+class BenchError(Exception):
+    """A server or a measurement did not behave; the message says how."""
+
+
+@dataclass(frozen=True)
+class Options:
+    rounds: int
+    duration: int
+    warmup: int
+    hash_n: int
+
+
+def log(message: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def run_checked(argv: list[str], **kwargs: Any) -> str:
+    """Run a command and return its stdout; a failure raises BenchError with stderr's tail."""
+    proc = subprocess.run(argv, capture_output=True, text=True, **kwargs)
+    if proc.returncode != 0:
+        raise BenchError(f"{Path(argv[0]).name} exited {proc.returncode}: {proc.stderr[-1500:]}")
+    return proc.stdout
+
+
+@functools.cache
+def auth_bench_module() -> ModuleType:
+    """run_auth_bench.py as a module: direct wrk runs reuse its Lua hook, command and parser."""
+    spec = importlib.util.spec_from_file_location("run_auth_bench", RUN_AUTH_BENCH)
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+# --------------------------------------------------------------------------- client
+
+
+class Client:
+    """One loopback server: plain requests and wrk runs, both through run_auth_bench's Bench."""
+
+    def __init__(self, base: str, opts: Options, *, wrk_cpu: str = WRK_CPU,
+                 wrk_timeout: int = WRK_TIMEOUT_S) -> None:
+        self.opts = opts
+        args = argparse.Namespace(base_url=base, wrk_cpu=wrk_cpu, threads=1,
+                                  wrk_timeout=wrk_timeout)
+        self._bench = auth_bench_module().Bench(args)
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._bench.close()
+
+    def request(self, method: str, path: str, *, json_body: object = None,
+                form: Mapping[str, str] | None = None, headers: Mapping[str, str] | None = None,
+                timeout: float = 10.0) -> tuple[int, bytes]:
+        headers = dict(headers or {})
+        body = None
+        if json_body is not None:
+            body = json.dumps(json_body).encode()
+            headers["Content-Type"] = "application/json"
+        elif form is not None:
+            body = urllib.parse.urlencode(form).encode()
+            headers["Content-Type"] = FORM
+        return self._bench.http(method, path, body, headers, timeout)
+
+    def call(self, method: str, path: str, **kwargs: Any) -> Any:
+        """A request that must succeed (2xx); returns the decoded JSON body."""
+        status, raw = self.request(method, path, **kwargs)
+        if not 200 <= status < 300:
+            raise BenchError(f"{method} {path}: HTTP {status}: {raw[:300]!r}")
+        return json.loads(raw) if raw else None
+
+    def measure(self, name: str, path: str, *, method: str = "GET", body: str | None = None,
+                headers: Mapping[str, str] | None = None, connections: int = CONNECTIONS,
+                duration: int | None = None, warmup: int | None = None) -> Result:
+        """One wrk run (after an unmeasured warm-up), once a single request has answered 2xx."""
+        status, raw = self._bench.http(method, path, body.encode() if body else None,
+                                       dict(headers or {}), 10)
+        if not 200 <= status < 300:
+            raise BenchError(f"{method} {path}: HTTP {status} before wrk: {raw[:300]!r}")
+        script = self._bench.lua(name, method, body, dict(headers or {}))
+        warmup = self.opts.warmup if warmup is None else warmup
+        if warmup:
+            self._bench.wrk(script, path, connections, warmup)
+        return self._bench.wrk(script, path, connections, duration or self.opts.duration)
+
+
+# --------------------------------------------------------------------------- servers
+
+
+@dataclass(frozen=True)
+class Peer:
+    """A server to measure: how to start it and what to measure on it."""
+
+    name: str
+    label: str
+    argv: tuple[str, ...]  # "{port}" is filled in
+    measure: Callable[[Peer, str, Options], Result]
+    env: Mapping[str, str] = field(default_factory=dict)  # "{dir}" is the fresh working dir
+    cpus: str = SERVER_CPU
+    bench_args: tuple[str, ...] = ()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind((HOST, 0))
+        return int(s.getsockname()[1])
+
+
+def answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2):
+            return True
+    except urllib.error.HTTPError as exc:
+        return exc.code < 500
+    except OSError:
+        return False
+
+
+def wait_ready(base: str, proc: subprocess.Popen[bytes], log_path: Path) -> None:
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise BenchError(f"server exited {proc.returncode}: {log_path.read_text()[-1500:]}")
+        if answers(base + "/"):
+            return
+        time.sleep(0.2)
+    raise BenchError(f"{base} not ready after {READY_TIMEOUT_S}s")
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    """Stop the server's own process group (it may have worker processes)."""
+    for sig, wait_s in ((signal.SIGTERM, 20), (signal.SIGKILL, 5)):
+        try:
+            os.killpg(proc.pid, sig)
+            proc.wait(timeout=wait_s)
+            return
+        except ProcessLookupError:
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
+@contextmanager
+def serving(peer: Peer) -> Iterator[str]:
+    """Start the peer pinned, in a fresh working dir with a fresh SQLite file; yield its URL."""
+    workdir = Path(tempfile.mkdtemp(prefix=f"bench-{peer.name}-"))
+    port = free_port()
+    argv = ["taskset", "-c", peer.cpus, *(a.format(port=port) for a in peer.argv)]
+    env = {**os.environ, "TMPDIR": str(workdir),  # whatever the server puts in a temp dir goes too
+           **{k: v.format(dir=workdir) for k, v in peer.env.items()}}
+    log_path = workdir / "server.log"
+    with open(log_path, "wb") as out:
+        proc = subprocess.Popen(argv, cwd=workdir, env=env, stdout=out,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            base = f"http://{HOST}:{port}"
+            wait_ready(base, proc, log_path)
+            yield base
+        finally:
+            stop(proc)
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
+# --------------------------------------------------------------------------- measurements
+
+
+def auth_bench(peer: Peer, base: str, opts: Options) -> Result:
+    """run_auth_bench.py against the server, with the settings every peer gets."""
+    argv = [sys.executable, str(RUN_AUTH_BENCH), "--base-url", base, "--label", peer.name,
+            "--duration", str(opts.duration), "--warmup", str(opts.warmup),
+            "--connections", str(CONNECTIONS), "--wrk-cpu", WRK_CPU,
+            "--wrk-timeout", str(WRK_TIMEOUT_S), *peer.bench_args]
+    return json.loads(run_checked(argv))
+
+
+def hash_bound(opts: Options) -> Result:
+    """Median Argon2id verify at Bastion's settings, timed in-process on the server's core."""
+    argv = ["taskset", "-c", SERVER_CPU, str(BASTION_BIN / "python"),
+            str(BENCH / "hash_time.py"), "-n", str(opts.hash_n)]
+    with tempfile.TemporaryDirectory(prefix="bench-hash-") as workdir:
+        return json.loads(run_checked(argv, cwd=workdir))
+
+
+def sign_in(client: Client) -> dict[str, str]:
+    """Register the bench user on Bastion (unless it exists) and return bearer headers."""
+    status, raw = client.request("POST", "/auth/register",
+                                 json_body={"username": USERNAME, "email": EMAIL,
+                                            "password": PASSWORD})
+    if status not in (201, 409):
+        raise BenchError(f"register: HTTP {status}: {raw[:300]!r}")
+    token = client.call("POST", "/auth/token",
+                        form={"username": USERNAME, "password": PASSWORD})["access_token"]
+    return {"Authorization": f"Bearer {token}"}
+
+
+def bastion_direct(client: Client, opts: Options) -> Result:
+    """What run_auth_bench does not cover: API keys, a todo page, logins against the hash bound."""
+    bearer = sign_in(client)
+    key = client.call("POST", "/users/me/api-keys", headers=bearer,
+                      json_body={"name": "bench", "scopes": ["me", "todos:read"]})["key"]
+    for i in range(TODOS):
+        client.call("POST", "/todos", headers=bearer, json_body={"title": f"bench todo {i}"})
+    login_form = urllib.parse.urlencode({"username": USERNAME, "password": PASSWORD})
+    return {
+        "me_api_key": client.measure("me_api_key", "/users/me", headers={"X-API-Key": key}),
+        "todos": client.measure("todos", f"/todos?limit={TODOS}", headers=bearer),
+        "hash_time": hash_bound(opts),
+        "login": client.measure("login", "/auth/token", method="POST", body=login_form,
+                                headers={"Content-Type": FORM}),
+    }
+
+
+def measure_bastion(peer: Peer, base: str, opts: Options) -> Result:
+    result = auth_bench(peer, base, opts)
+    with Client(base, opts) as client:
+        result["direct"] = bastion_direct(client, opts)
+    return result
+
+
+def measure_two_workers(peer: Peer, base: str, opts: Options) -> Result:
+    """GET /users/me on `--workers 2`; wrk unpinned, so it shares the cores with the server."""
+    with Client(base, opts, wrk_cpu="") as client:
+        return {"me": client.measure("me", "/users/me", headers=sign_in(client))}
+
+
+def prompt_answer(client: Client, headers: Mapping[str, str]) -> Result:
+    """Time one GET /users/me right after a load run; it must answer 200 within PROMPT_S."""
+    t0 = time.perf_counter()
+    try:
+        status, _ = client.request("GET", "/users/me", headers=headers, timeout=PROMPT_S)
+    except OSError as exc:
+        return {"ok": False, "error": repr(exc)}
+    ms = (time.perf_counter() - t0) * 1e3
+    return {"ok": status == 200 and ms <= PROMPT_S * 1e3, "status": status, "ms": round(ms, 1)}
+
+
+def measure_overload(peer: Peer, base: str, opts: Options) -> Result:
+    """GET /users/me at 32 and 256 connections, each followed by a single timed request."""
+    with Client(base, opts, wrk_timeout=OVERLOAD_WRK_TIMEOUT_S) as client:
+        bearer = sign_in(client)
+        runs = {}
+        for connections in OVERLOAD_CONNECTIONS:
+            run = client.measure(f"me_c{connections}", "/users/me", headers=bearer,
+                                 connections=connections, duration=OVERLOAD_SECONDS, warmup=0)
+            run["answer_after"] = prompt_answer(client, bearer)
+            runs[str(connections)] = run
+        return {"runs": runs}
+
+
+def measure_peer(peer: Peer, opts: Options, where: str) -> Result:
+    """Start the peer, measure it, stop it; a failure is recorded, not fatal."""
+    log(f"{where}: {peer.name}")
+    try:
+        with serving(peer) as base:
+            result = peer.measure(peer, base, opts)
+    except (BenchError, SystemExit, subprocess.SubprocessError, OSError) as exc:
+        log(f"{where}: {peer.name} FAILED: {exc}")
+        return {"error": str(exc)}
+    result["loadavg_after"] = [round(x, 2) for x in os.getloadavg()]
+    return result
+
+
+# --------------------------------------------------------------------------- the peers
+
+
+def auth_args(register: str, login: str, username: str = USERNAME,
+              template: str | None = None) -> tuple[str, ...]:
+    extra = ("--register-json-template", template) if template else ()
+    return ("--register-path", register, "--login-path", login, "--me-path", "/users/me",
+            "--username", username, "--password", PASSWORD, *extra)
+
+
+def uvicorn_peer(name: str, label: str, folder: str, app: str, *, db: str = "",
+                 bench_args: tuple[str, ...] = ()) -> Peer:
+    argv = (str(PEER_ENVS / folder / ".venv" / "bin" / "uvicorn"), app,
+            "--app-dir", str(SHARED_PEERS / folder), "--host", HOST, "--port", "{port}",
+            "--workers", "1", "--log-level", "warning")
+    return Peer(name, label, argv, auth_bench, {"DATABASE_URL": db} if db else {},
+                bench_args=bench_args)
+
+
+def bastion_peer(name: str, label: str, measure: Callable[[Peer, str, Options], Result], *,
+                 workers: int = 1, cpus: str = SERVER_CPU) -> Peer:
+    argv = (str(BASTION_BIN / "bastion"), "serve", "--host", HOST, "--port", "{port}",
+            "--workers", str(workers))
+    env = {"BASTION_DATABASE_URL": "sqlite+aiosqlite:///{dir}/bastion.db",
+           "BASTION_LOG_LEVEL": "warning"}
+    return Peer(name, label, argv, measure, env, cpus=cpus,
+                bench_args=auth_args("/auth/register", "/auth/token"))
+
+
+SEED_TEMPLATE = ('{"username":"$username","email":"$email","full_name":"$full_name",'
+                 '"password":"$password"}')
+ROUND_PEERS = (
+    uvicorn_peer("ceiling_fastapi", "bare FastAPI", "ceiling", "app:app"),
+    uvicorn_peer("ceiling_starlette", "pure Starlette", "ceiling", "app:starlette_app"),
+    uvicorn_peer("seed_tutorial", "seed_tutorial", "seed_tutorial", "app:app",
+                 db="sqlite:///{dir}/sql_app.db",
+                 bench_args=auth_args("/register", "/token", template=SEED_TEMPLATE)),
+    uvicorn_peer("fastapi_users", "fastapi_users", "fastapi_users", "app:app",
+                 db="sqlite+aiosqlite:///{dir}/test.db",
+                 bench_args=auth_args("/auth/register", "/auth/jwt/login", username=EMAIL,
+                                      template='{"email":"$email","password":"$password"}')),
+    bastion_peer("bastion", "Bastion", measure_bastion),
+    bastion_peer("bastion_w2", "Bastion, 2 workers", measure_two_workers,
+                 workers=2, cpus=TWO_WORKER_CPUS),
+)
+OVERLOAD_PEER = bastion_peer("bastion_overload", "Bastion under overload", measure_overload)
+
+# A summary figure: the wrk run found at this path in a peer's result.
+RUNS = {
+    "public": ("public",),
+    "me": ("me",),
+    "login": ("login",),
+    "probe_idle": ("probe", "idle"),
+    "probe_storm": ("probe", "storm"),
+    "me_api_key": ("direct", "me_api_key"),
+    "todos": ("direct", "todos"),
+    "login_c8": ("direct", "login"),
+}
+
+
+# --------------------------------------------------------------------------- summary
+
+
+def dig(data: Any, keys: Iterable[str]) -> Any:
+    for key in keys:
+        if not isinstance(data, dict) or key not in data:
+            return None
+        data = data[key]
+    return data
+
+
+def median_of(values: Iterable[float | None]) -> float | None:
+    present = [v for v in values if v is not None]
+    return round(statistics.median(present), 2) if present else None
+
+
+def probe_ratio(result: Result) -> float | None:
+    """One round's storm p99 ÷ idle p99; infinite if no probe request finished in the storm."""
+    finished = dig(result, ("probe", "storm", "requests"))
+    if finished is None:
+        return None
+    return dig(result, ("probe", "p99_ratio")) if finished else math.inf
+
+
+def wrk_errors(results: list[Result]) -> list[str]:
+    """Every run of every round that had socket errors, non-2xx answers or timeouts."""
+    found = []
+    for i, result in enumerate(results, 1):
+        if "error" in result:
+            found.append(f"round {i}: {result['error'][:200]}")
+        for run, keys in RUNS.items():
+            errors = dig(result, (*keys, "errors"))
+            if errors:
+                found.append(f"round {i} {run}: {errors}")
+    return found
+
+
+def summarize(rounds: list[Result]) -> Result:
+    """Per peer, the median over rounds of each run's req/s and p99."""
+    summary = {}
+    for peer in ROUND_PEERS:
+        results = [r[peer.name] for r in rounds]
+        entry: Result = {"label": peer.label}
+        for run, keys in RUNS.items():
+            figures = {f: median_of(dig(r, (*keys, f)) for r in results) for f in ("rps", "p99_ms")}
+            if figures["rps"] is not None:
+                entry[run] = figures
+        ratio = median_of(probe_ratio(r) for r in results)
+        entry["storm_idle_p99_ratio"] = None if ratio == math.inf else ratio
+        entry["probe_stalled_rounds"] = sum(probe_ratio(r) == math.inf for r in results)
+        entry["login_bound_per_s"] = median_of(
+            dig(r, ("direct", "hash_time", "theoretical_login_per_s")) for r in results)
+        entry["errors"] = wrk_errors(results)
+        summary[peer.name] = entry
+    return summary
+
+
+def rps(summary: Result, peer: str, run: str) -> float | None:
+    return dig(summary, (peer, run, "rps"))
+
+
+# --------------------------------------------------------------------------- targets
+
+
+def target(tid: str, what: str, value: float | None, shown: str, threshold: str,
+           met: bool) -> Result:
+    return {"id": tid, "what": what, "value": value, "shown": shown,
+            "threshold": threshold, "met": met}
+
+
+def ratio_target(tid: str, what: str, num: float | None, den: float | None,
+                 floor: float) -> Result:
+    if not num or not den:
+        return target(tid, what, None, "not measured", f"≥ {floor}×", False)
+    value = round(num / den, 3)
+    return target(tid, what, value, f"{value:.2f}× ({num:,.0f} / {den:,.0f})", f"≥ {floor}×",
+                  value >= floor)
+
+
+def probe_target(summary: Result) -> Result:
+    value = dig(summary, ("bastion", "storm_idle_p99_ratio"))
+    what = "event-loop probe: GET /users/me p99 under a login storm ÷ idle p99"
+    if value is None:
+        return target("3", what, None, probe_cell(summary["bastion"]), "≤ 3×", False)
+    storm = dig(summary, ("bastion", "probe_storm", "p99_ms"))
+    idle = dig(summary, ("bastion", "probe_idle", "p99_ms"))
+    return target("3", what, value, f"{value:.1f}× ({storm:,.1f} ms / {idle:,.1f} ms)", "≤ 3×",
+                  value <= 3)
+
+
+def overload_target(overload: Result) -> Result:
+    what = (f"GET /users/me for {OVERLOAD_SECONDS} s at "
+            f"{' and '.join(map(str, OVERLOAD_CONNECTIONS))} connections")
+    threshold = f"0 errors/timeouts, then a 200 within {PROMPT_S:g} s"
+    if "error" in overload:
+        return target("5", what, None, "failed: " + overload["error"][:120], threshold, False)
+    parts, met, total = [], True, 0
+    for connections, run in overload["runs"].items():
+        count = sum(run["errors"].values())
+        after = run["answer_after"]
+        answer = f"answered in {after['ms']:g} ms" if "ms" in after else after.get("error", "?")
+        parts.append(f"{connections} conns: {count} errors {run['errors'] or ''}, {answer}".strip())
+        total += count
+        met = met and count == 0 and after["ok"]
+    return target("5", what, total, "; ".join(parts), threshold, met)
+
+
+def evaluate(summary: Result, overload: Result) -> list[Result]:
+    ceiling = rps(summary, "ceiling_fastapi", "public")
+    return [
+        ratio_target("1a", "GET /users/me (bearer) ÷ bare FastAPI GET /",
+                     rps(summary, "bastion", "me"), ceiling, 0.5),
+        ratio_target("1b", "GET /users/me (X-API-Key) ÷ bare FastAPI GET /",
+                     rps(summary, "bastion", "me_api_key"), ceiling, 0.5),
+        ratio_target("2", f"GET /todos?limit={TODOS} ÷ bare FastAPI GET /",
+                     rps(summary, "bastion", "todos"), ceiling, 0.25),
+        probe_target(summary),
+        ratio_target("4", "logins/s (POST /auth/token) ÷ hash-bound limit (1 / Argon2id verify)",
+                     rps(summary, "bastion", "login_c8"),
+                     dig(summary, ("bastion", "login_bound_per_s")), 0.9),
+        overload_target(overload),
+        ratio_target("6", "GET /users/me, 2 workers ÷ 1 worker",
+                     rps(summary, "bastion_w2", "me"), rps(summary, "bastion", "me"), 1.7),
+    ]
+
+
+# --------------------------------------------------------------------------- reports
+
+
+def num(value: float | None, digits: int = 0, suffix: str = "") -> str:
+    return "–" if value is None else f"{value:,.{digits}f}{suffix}"
+
+
+def table(header: list[str], rows: list[list[str]], left: int = 1) -> list[str]:
+    """A Markdown table: the first `left` columns aligned left, the others right."""
+    align = ["---"] * left + ["---:"] * (len(header) - left)
+    return ["| " + " | ".join(r) + " |" for r in (header, align, *rows)]
+
+
+def probe_cell(entry: Result) -> str:
+    if entry["storm_idle_p99_ratio"] is None and entry["probe_stalled_rounds"]:
+        return "stalled (no probe request finished during the storm)"
+    return num(entry["storm_idle_p99_ratio"], 1, "×")
+
+
+def peers_table(summary: Result) -> list[str]:
+    ceiling = rps(summary, "ceiling_fastapi", "public")
+    rows = []
+    for name, s in summary.items():
+        me = rps(summary, name, "me")
+        rows.append([
+            s["label"], num(rps(summary, name, "public")),
+            num(dig(s, ("public", "p99_ms")), 1), num(me), num(dig(s, ("me", "p99_ms")), 1),
+            num(me / ceiling * 100 if me and ceiling else None, 0, "%"),
+            probe_cell(s), num(rps(summary, name, "login"), 1),
+        ])
+    header = ["peer", "GET / req/s", "GET / p99 ms", "GET me req/s", "GET me p99 ms",
+              "me ÷ bare FastAPI", "storm p99 ÷ idle p99", "login req/s"]
+    return table(header, rows)
+
+
+def bastion_table(summary: Result) -> list[str]:
+    b = summary["bastion"]
+    runs = [
+        ("GET /users/me, bearer (run_auth_bench)", b, "me"),
+        ("GET /users/me, X-API-Key", b, "me_api_key"),
+        (f"GET /todos?limit={TODOS} ({TODOS} todos), bearer", b, "todos"),
+        ("POST /auth/token, 4 connections (run_auth_bench)", b, "login"),
+        ("POST /auth/token, 8 connections", b, "login_c8"),
+        ("GET /users/me, bearer, `--workers 2`", summary["bastion_w2"], "me"),
+    ]
+    rows = [[what, num(dig(s, (run, "rps")), 1), num(dig(s, (run, "p99_ms")), 1)]
+            for what, s, run in runs]
+    return table(["Bastion", "req/s", "p99 ms"], rows)
+
+
+def targets_table(targets: list[Result]) -> list[str]:
+    rows = [[t["id"], t["what"], t["shown"], t["threshold"],
+             "**met**" if t["met"] else "**not met**"] for t in targets]
+    return table(["#", "target", "measured", "threshold", "result"], rows, left=5)
+
+
+def busy_warning(env: Result) -> list[str]:
+    if max(env["loadavg_start"][0], env["loadavg_end"][0]) < 1:
+        return []
+    return ["**Other work kept this machine busy during the run (1-minute load average ≥ 1): "
+            "absolute figures are depressed and noisy; the targets compare figures taken "
+            "in the same interleaved rounds.**", ""]
+
+
+def markdown(report: Result) -> str:
+    s, env = report["settings"], report["environment"]
+    errors = [f"- {peer}: {e}" for peer, v in report["summary"].items() for e in v["errors"]]
+    bound = report["summary"]["bastion"]["login_bound_per_s"]
+    lines = [
+        f"# Bastion benchmark, {report['date']}",
+        "",
+        f"Generated by `bench/run.py` in {report['elapsed_s'] / 60:.1f} min "
+        f"({env['cpu']}, nproc={env['nproc']}, load average {env['loadavg_start']} at start, "
+        f"{env['loadavg_end']} at end). Median of {s['rounds']} interleaved rounds; each wrk "
+        f"run {s['duration_s']} s after a {s['warmup_s']} s warm-up, {s['connections']} "
+        f"connections, server pinned to CPU {SERVER_CPU} and wrk to CPU {WRK_CPU}. "
+        "See `bench/README.md` for the method.",
+        "",
+        *busy_warning(env),
+        "## Peers",
+        "",
+        *peers_table(report["summary"]),
+        "",
+        "## Bastion, measured with wrk directly",
+        "",
+        *bastion_table(report["summary"]),
+        "",
+        f"Hash-bound login limit: {num(bound, 1)} logins/s (1 / median Argon2id verify at "
+        "Bastion's settings, timed in-process on CPU 0 in every round).",
+        "",
+        "## Targets",
+        "",
+        *targets_table(report["targets"]),
+        "",
+        "## wrk errors",
+        "",
+        *(errors or ["none"]),
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def chart(summary: Result, path: Path) -> None:
+    """Bars of req/s and p99 for GET / and GET me, one group per peer."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import matplotlib.ticker
+
+    names = list(summary)
+    labels = [summary[n]["label"].replace(", ", ",\n") for n in names]
+    fig, axes = plt.subplots(1, 2, figsize=(14, 5.5))
+    for ax, figure, title in ((axes[0], "rps", "req/s (higher is better)"),
+                              (axes[1], "p99_ms", "p99 latency, ms (log scale, lower is better)")):
+        for offset, run in ((-0.2, "public"), (0.2, "me")):
+            values = [dig(summary, (n, run, figure)) or 0 for n in names]
+            bars = ax.bar([i + offset for i in range(len(names))], values, 0.4,
+                          label="GET /" if run == "public" else "GET me (bearer)")
+            ax.bar_label(bars, labels=[num(v, 0 if figure == "rps" else 1) if v else ""
+                                       for v in values], fontsize=7)
+        ax.set_xticks(range(len(names)), labels, fontsize=8)
+        ax.set_title(title)
+        ax.legend()
+    axes[1].set_yscale("log")
+    axes[1].yaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
+    axes[1].yaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+    fig.suptitle("Bastion and reference peers (1 uvicorn worker on CPU 0, wrk on CPU 1, "
+                 f"{CONNECTIONS} connections)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def write_reports(report: Result) -> Path:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    stem = RESULTS / report["date"]
+    stem.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
+    md = stem.with_suffix(".md")
+    md.write_text(markdown(report))
+    chart(report["summary"], stem.with_suffix(".png"))
+    shutil.copyfile(md, RESULTS / "latest.md")
+    shutil.copyfile(stem.with_suffix(".png"), RESULTS / "latest.png")
+    return md
+
+
+# --------------------------------------------------------------------------- main
+
+
+def cpu_model() -> str:
+    with open("/proc/cpuinfo", encoding="utf-8") as f:
+        names = [line.split(":", 1)[1].strip() for line in f if line.startswith("model name")]
+    return names[0] if names else platform.processor() or "unknown"
+
+
+def environment() -> Result:
+    return {
+        "cpu": cpu_model(),
+        "nproc": os.cpu_count(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "wrk": subprocess.run(["wrk", "-v"], capture_output=True, text=True).stdout.split("\n")[0],
+        "loadavg_start": [round(x, 2) for x in os.getloadavg()],
+    }
+
+
+def setup_peers() -> None:
+    """The reference peers' venvs under bench/.work/peers (and wrk, via apt, if missing)."""
+    if not (BASTION_BIN / "bastion").exists():
+        raise SystemExit(f"{BASTION_BIN / 'bastion'} missing: run `make bench` (it creates .venv)")
+    log("setting up the reference peers")
+    subprocess.run([str(SHARED_PEERS / "setup.sh"), str(PEER_ENVS)], cwd=ROOT, check=True)
+
+
+def parse_options() -> Options:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds (median)")
+    parser.add_argument("--duration", type=int, default=5, help="seconds per measured wrk run")
+    parser.add_argument("--warmup", type=int, default=1, help="seconds of unmeasured wrk first")
+    parser.add_argument("--hash-n", type=int, default=20, help="timed Argon2id verifies per round")
+    a = parser.parse_args()
+    return Options(a.rounds, a.duration, a.warmup, a.hash_n)
+
+
+def main() -> None:
+    opts = parse_options()
+    t0 = time.monotonic()
+    setup_peers()
+    report: Result = {
+        "date": datetime.now().strftime("%Y-%m-%d"),
+        "started_at": datetime.now().astimezone().isoformat(timespec="seconds"),
+        "environment": environment(),
+        "settings": {"rounds": opts.rounds, "duration_s": opts.duration,
+                     "warmup_s": opts.warmup, "connections": CONNECTIONS,
+                     "server_cpu": SERVER_CPU, "wrk_cpu": WRK_CPU,
+                     "two_workers": f"server taskset -c {TWO_WORKER_CPUS}, wrk unpinned",
+                     "wrk_timeout_s": WRK_TIMEOUT_S,
+                     "overload": {"connections": OVERLOAD_CONNECTIONS,
+                                  "seconds": OVERLOAD_SECONDS,
+                                  "wrk_timeout_s": OVERLOAD_WRK_TIMEOUT_S,
+                                  "prompt_s": PROMPT_S}},
+    }
+    rounds = [
+        {p.name: measure_peer(p, opts, f"round {i}/{opts.rounds}") for p in ROUND_PEERS}
+        for i in range(1, opts.rounds + 1)
+    ]
+    overload = measure_peer(OVERLOAD_PEER, opts, "overload")
+    report["environment"]["loadavg_end"] = [round(x, 2) for x in os.getloadavg()]
+    report["summary"] = summarize(rounds)
+    report["targets"] = evaluate(report["summary"], overload)
+    report["overload"] = overload
+    report["rounds"] = rounds
+    report["elapsed_s"] = round(time.monotonic() - t0, 1)
+    md = write_reports(report)
+    print(md.read_text())
+    met = sum(t["met"] for t in report["targets"])
+    log(f"{met}/{len(report['targets'])} targets met; wrote {md.relative_to(ROOT)} "
+        f"in {report['elapsed_s'] / 60:.1f} min")
+
+
+if __name__ == "__main__":
+    main()
