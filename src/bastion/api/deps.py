@@ -47,7 +47,11 @@ basic_scheme = _BasicScheme(
 )
 
 
-def get_runtime(request: Request) -> Runtime:
+# Dependencies are ``async def`` even when they do not await: FastAPI runs a plain
+# ``def`` dependency in a worker thread, a thread hop on every request.
+
+
+async def get_runtime(request: Request) -> Runtime:
     runtime: Runtime = request.app.state.runtime
     return runtime
 
@@ -82,11 +86,15 @@ async def _read_connection(runtime: RuntimeDep) -> AsyncIterator[AsyncConnection
 ReadConnection = Annotated[AsyncConnection, Depends(_read_connection, scope="function")]
 
 
-def get_client(request: Request, runtime: RuntimeDep) -> ClientInfo:
+def client_info(request: Request, runtime: Runtime) -> ClientInfo:
     return ClientInfo(
         ip=client_ip(request, runtime.settings.trusted_networks),
         user_agent=request.headers.get("user-agent"),
     )
+
+
+async def get_client(request: Request, runtime: RuntimeDep) -> ClientInfo:
+    return client_info(request, runtime)
 
 
 Client = Annotated[ClientInfo, Depends(get_client)]
@@ -109,7 +117,7 @@ async def authenticate(
     elif runtime.settings.api_key_query and (query_key := request.query_params.get("api_key")):
         principal = await principals.from_api_key(query_key)
     elif basic is not None and runtime.settings.basic_auth:
-        client = get_client(request, runtime)
+        client = client_info(request, runtime)
         principal = await principals.from_basic(basic.username, basic.password, client)
     else:
         raise AuthenticationError("not authenticated")
@@ -133,7 +141,7 @@ class PageParams:
     offset: int
 
 
-def _page_params(
+async def _page_params(
     limit: Annotated[int, Query(ge=1, le=100)] = 50,
     offset: Annotated[int, Query(ge=0, le=1_000_000_000)] = 0,
 ) -> PageParams:

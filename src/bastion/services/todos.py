@@ -2,11 +2,24 @@
 
 from __future__ import annotations
 
-from sqlalchemy import RowMapping, func, select
+from typing import Any
+
+from sqlalchemy import Integer, RowMapping, Select, bindparam, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from bastion.db.models import Todo
 from bastion.errors import NotFound
+
+
+def _page_query() -> Select[Any]:
+    table = Todo.__table__
+    return (
+        select(table, func.count().over().label("total"))
+        .where(table.c.owner_id == bindparam("owner_id"))
+        .order_by(table.c.created_at.desc(), table.c.id)
+        .limit(bindparam("limit", type_=Integer))
+        .offset(bindparam("offset", type_=Integer))
+    )
 
 
 async def list_todos(
@@ -14,25 +27,24 @@ async def list_todos(
 ) -> tuple[list[RowMapping], int]:
     """One page of the owner's todos, newest first, and their total, in one query.
 
-    The hottest read of the API: a Core query on a read-only connection, with
-    the total counted by a window function instead of a second round trip.
+    The hottest read of the API: one prepared Core statement on a read-only
+    connection, the total counted by a window function instead of a second
+    round trip.
     """
-    table = Todo.__table__
-    owned = table.c.owner_id == owner_id
-    page = (
-        select(table, func.count().over().label("total"))
-        .where(owned)
-        .order_by(table.c.created_at.desc(), table.c.id)
-        .limit(limit)
-        .offset(offset)
-    )
-    rows = list((await connection.execute(page)).mappings())
+    params = {"owner_id": owner_id, "limit": limit, "offset": offset}
+    rows = list((await connection.execute(_PAGE, params)).mappings())
     if rows:
         return rows, int(rows[0]["total"])
     if offset == 0:
         return [], 0
-    total = await connection.scalar(select(func.count()).select_from(table).where(owned))
+    table = Todo.__table__
+    total = await connection.scalar(
+        select(func.count()).select_from(table).where(table.c.owner_id == owner_id)
+    )
     return [], int(total or 0)
+
+
+_PAGE = _page_query()
 
 
 async def create_todo(
