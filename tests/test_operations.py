@@ -57,6 +57,42 @@ async def test_readyz_names_the_dependency_that_is_down(
 
 
 @pytest.mark.redis
+async def test_todo_written_on_one_instance_is_listed_by_another_at_once(
+    settings: Settings, redis_url: str, api: Api
+) -> None:
+    """Cached todo pages follow writes made by another instance (long TTL: fan-out only)."""
+    shared = Settings(
+        database_url=settings.database_url,
+        redis_url=redis_url,
+        state_cache_ttl=60,
+        _env_file=None,  # type: ignore[call-arg]
+    )
+    first, second = await build_runtime(shared), await build_runtime(shared)
+    clients = [
+        httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=create_app(runtime=rt)), base_url="http://t"
+        )
+        for rt in (first, second)
+    ]
+    try:
+        alice = await api.account()
+        assert (await clients[1].get("/todos", headers=alice.headers)).json()["total"] == 0
+        created = await clients[0].post("/todos", json={"title": "x"}, headers=alice.headers)
+        assert created.status_code == 201
+        deadline = asyncio.get_running_loop().time() + 1.0
+        total = 0
+        while total == 0 and asyncio.get_running_loop().time() < deadline:
+            total = (await clients[1].get("/todos", headers=alice.headers)).json()["total"]
+            await asyncio.sleep(0.02)
+        assert total == 1
+    finally:
+        for client in clients:
+            await client.aclose()
+        await first.close()
+        await second.close()
+
+
+@pytest.mark.redis
 async def test_logout_on_one_instance_is_honoured_by_another_at_once(
     settings: Settings, redis_url: str, api: Api
 ) -> None:

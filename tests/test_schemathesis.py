@@ -26,7 +26,10 @@ Nothing is excluded. The operations that end the caller's sessions (``POST /auth
 ``POST /auth/logout-all``) are called with a fresh login of a second admin for each example,
 so that they cannot revoke the token every other example presents. ``DELETE /users/me`` and
 ``POST /users/me/password`` need the account's password, which generated data never has
-(it is not a constant anywhere in the app), so they cannot delete or lock out the admin.
+(it is not a constant anywhere in the app), so they cannot delete or lock out the admin;
+``test_account_operations_with_the_password`` calls each once with it, as an account of its
+own. ``test_every_protected_operation_was_probed`` then checks that every protected
+operation answered some request with a 2xx, so that ``ignored_auth`` did probe it.
 """
 
 from __future__ import annotations
@@ -298,10 +301,9 @@ def test_account_operations_with_the_password(
     if scheme == "Bearer":
         credential = {"Authorization": f"Bearer {target.login(name)}"}
     elif scheme == "X-API-Key":
-        key = target.call(
-            "POST", "/users/me/api-keys", token=target.login(name),
-            json={"name": "owner", "scopes": ["me"]},
-        )["key"]
+        body_of_key = {"name": "owner", "scopes": ["me"]}
+        token = target.login(name)
+        key = target.call("POST", "/users/me/api-keys", token=token, json=body_of_key)["key"]
         credential = {"X-API-Key": key}
     else:
         raw = base64.b64encode(f"{name}:{PASSWORD}".encode()).decode()
@@ -314,8 +316,12 @@ def test_account_operations_with_the_password(
 def test_every_protected_operation_was_probed(request: pytest.FixtureRequest) -> None:
     """``ignored_auth`` probes only after a 2xx: every protected operation must have had one."""
     ran = {getattr(item, "originalname", item.name) for item in request.session.items}
-    if not {"test_api_with_bearer", "test_api_on_existing_objects",
-            "test_account_operations_with_the_password"} <= ran:
+    needed = {
+        "test_api_with_bearer",
+        "test_api_on_existing_objects",
+        "test_account_operations_with_the_password",
+    }
+    if not needed <= ran:
         pytest.skip("needs the whole module to run")
     protected = {
         f"{method.upper()} {path}"

@@ -396,3 +396,25 @@ async def test_purge_removes_ended_sessions_and_expired_tokens(api: Api) -> None
     # The active session is unharmed.
     assert await works(api, rotated["access_token"])
     assert (await api.refresh(rotated["refresh_token"])).status_code == 200
+
+
+async def test_every_token_endpoint_error_carries_oauth_fields(api: Api) -> None:
+    """RFC 6749 section 5.2 fields on 403 (disabled) and 429 (throttled) answers too."""
+    admin = await api.account("admin")
+    user = await api.account()
+    await api.client.patch(f"/admin/users/{user.id}", json={"is_active": False}, headers=admin.headers)
+    disabled = await api.login(user.username)
+    assert disabled.status_code == 403
+    assert disabled.json()["error"] == "invalid_grant" and disabled.json()["error_description"]
+    for _ in range(5):
+        await api.login(admin.username, "Wrong-password-1")
+    throttled = await api.login(admin.username, "Wrong-password-1")
+    assert throttled.status_code == 429
+    assert throttled.json()["error"] == "invalid_grant"
+    assert throttled.headers["cache-control"] == "no-store"
+
+
+async def test_revoke_answers_200_for_any_token(api: Api) -> None:
+    for token in ("garbage", "bsr_\x00nul", "a" * 4000):
+        response = await api.client.post("/auth/revoke", data={"token": token})
+        assert response.status_code == 200

@@ -261,3 +261,23 @@ async def test_todos_need_credentials(api: Api) -> None:
     bad = await api.client.get("/todos", headers={"Authorization": "Bearer not-a-jwt"})
     assert bad.status_code == 401
     assert bad.headers["www-authenticate"] == 'Bearer error="invalid_token"'
+
+
+async def test_cached_list_follows_every_change(api: Api) -> None:
+    """Pages are cached per process; every write, the owner's or a moderator's, drops them."""
+    owner = await api.account()
+    moderator = await api.account("moderator")
+
+    async def titles() -> list[str]:
+        response = await api.client.get("/todos", params={"limit": 20}, headers=owner.headers)
+        return [item["title"] for item in response.json()["items"]]
+
+    assert await titles() == []
+    created = await api.client.post("/todos", json={"title": "one"}, headers=owner.headers)
+    assert await titles() == ["one"]
+    todo_id = created.json()["id"]
+    await api.client.patch(f"/todos/{todo_id}", json={"title": "uno"}, headers=owner.headers)
+    assert await titles() == ["uno"]
+    deleted = await api.client.delete(f"/todos/{todo_id}", headers=moderator.headers)
+    assert deleted.status_code == 204
+    assert await titles() == []

@@ -27,6 +27,8 @@ from bastion.services.sessions import SessionPolicy
 from bastion.services.signing_keys import KeyManager
 from bastion.services.state_events import StateEvents
 from bastion.services.throttle import LoginThrottle, create_storage
+from bastion.services.todo_pages import TodoPages
+from bastion.services.todos import TODOS
 from bastion.services.token_grants import TokenGrants
 
 
@@ -45,6 +47,7 @@ class Runtime:
     principals: PrincipalResolver
     throttle: LoginThrottle
     metrics: Metrics
+    todo_pages: TodoPages
     redis: Redis | None = None
     events: StateEvents | None = None
 
@@ -110,6 +113,8 @@ async def build_runtime(settings: Settings) -> Runtime:
     )
     digester = TokenDigester(hash_key)
     state = AuthState(read_sessionmaker, ttl=settings.state_cache_ttl)
+    todo_pages = TodoPages(ttl=settings.state_cache_ttl)
+    state.register(TODOS, todo_pages)
     redis_url = settings.redis_url.get_secret_value() if settings.redis_url else None
     throttle = LoginThrottle(
         create_storage(redis_url),
@@ -154,6 +159,7 @@ async def build_runtime(settings: Settings) -> Runtime:
         principals=principals,
         throttle=throttle,
         metrics=metrics,
+        todo_pages=todo_pages,
     )
     if redis_url:
         client = Redis.from_url(redis_url)

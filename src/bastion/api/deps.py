@@ -14,7 +14,7 @@ from fastapi.security import (
     OAuth2PasswordBearer,
     SecurityScopes,
 )
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from bastion.api.client_ip import client_ip
 from bastion.db.engine import commit, rollback
@@ -75,15 +75,6 @@ async def _unit_of_work(runtime: RuntimeDep) -> AsyncIterator[AsyncSession]:
 
 
 DbSession = Annotated[AsyncSession, Depends(_unit_of_work, scope="function")]
-
-
-async def _read_connection(runtime: RuntimeDep) -> AsyncIterator[AsyncConnection]:
-    """A connection for queries that only read: no unit of work, no write lock."""
-    async with runtime.read_engine.connect() as connection:
-        yield connection
-
-
-ReadConnection = Annotated[AsyncConnection, Depends(_read_connection, scope="function")]
 
 
 def client_info(request: Request, runtime: Runtime) -> ClientInfo:

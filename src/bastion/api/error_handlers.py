@@ -8,6 +8,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 
 from bastion.errors import (
+    AccountDisabled,
     AuthenticationError,
     BastionError,
     BodyTooLarge,
@@ -33,41 +34,56 @@ def _challenges(request: Request) -> list[str]:
     return challenges
 
 
-def _json(status: int, body: dict[str, str], headers: list[tuple[str, str]] = ()) -> Response:  # type: ignore[assignment]
+_STATUS: dict[type[BastionError], int] = {
+    NotFound: 404,
+    Conflict: 409,
+    PolicyViolation: 422,
+    PermissionDenied: 403,
+    BodyTooLarge: 413,
+}
+
+
+def _json(status: int, body: dict[str, str], headers: list[tuple[str, str]]) -> Response:
     response = JSONResponse(body, status_code=status)
     for name, value in headers:
         response.headers.append(name, value)
     return response
 
 
-def render(request: Request, exc: BastionError) -> Response:
-    detail = {"detail": exc.message}
+def _status_and_headers(request: Request, exc: BastionError) -> tuple[int, list[tuple[str, str]]]:
     if isinstance(exc, Throttled):
-        return _json(429, detail, [("Retry-After", str(exc.retry_after))])
+        return 429, [("Retry-After", str(exc.retry_after))]
+    if isinstance(exc, InvalidCredentialsGrant):
+        return 401, [("WWW-Authenticate", "Bearer")]
     if isinstance(exc, OAuthError):
-        body = {**detail, "error": exc.error, "error_description": exc.message}
-        headers = list(NO_STORE.items())
-        if isinstance(exc, InvalidCredentialsGrant):
-            headers.append(("WWW-Authenticate", "Bearer"))
-        return _json(exc.status_code, body, headers)
+        return exc.status_code, []
     if isinstance(exc, InvalidToken):
-        return _json(401, detail, [("WWW-Authenticate", 'Bearer error="invalid_token"')])
+        return 401, [("WWW-Authenticate", 'Bearer error="invalid_token"')]
     if isinstance(exc, AuthenticationError):
-        return _json(401, detail, [("WWW-Authenticate", c) for c in _challenges(request)])
+        return 401, [("WWW-Authenticate", c) for c in _challenges(request)]
     if isinstance(exc, InsufficientScope):
-        challenge = f'Bearer error="insufficient_scope", scope="{exc.scope}"'
-        return _json(403, detail, [("WWW-Authenticate", challenge)])
-    status = {
-        NotFound: 404,
-        Conflict: 409,
-        PolicyViolation: 422,
-        PermissionDenied: 403,
-        BodyTooLarge: 413,
-    }
-    for kind, code in status.items():
+        return 403, [("WWW-Authenticate", f'Bearer error="insufficient_scope", scope="{exc.scope}"')]
+    for kind, code in _STATUS.items():
         if isinstance(exc, kind):
-            return _json(code, detail)
-    return _json(400, detail)
+            return code, []
+    return 400, []
+
+
+def _oauth_error_code(exc: BastionError) -> str:
+    if isinstance(exc, OAuthError):
+        return exc.error
+    # A throttled or disabled account cannot use its credentials: RFC 6749's invalid_grant.
+    return "invalid_grant" if isinstance(exc, Throttled | AccountDisabled) else "invalid_request"
+
+
+def render(request: Request, exc: BastionError) -> Response:
+    """The contract's answer to ``exc``; on the OAuth endpoints, also RFC 6749's error fields."""
+    status, headers = _status_and_headers(request, exc)
+    body = {"detail": exc.message}
+    if isinstance(exc, OAuthError) or request.url.path in OAUTH_PATHS:
+        body.update(error=_oauth_error_code(exc), error_description=exc.message)
+        headers.extend(NO_STORE.items())
+    return _json(status, body, headers)
 
 
 async def _bastion_error(request: Request, exc: Exception) -> Response:

@@ -14,7 +14,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Generic, TypeVar
+from typing import Generic, Protocol, TypeVar
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -75,27 +75,56 @@ class ApiKeyView:
         return not self.revoked and (self.expires_at is None or self.expires_at > now)
 
 
-class _TtlCache(Generic[T]):
+class Invalidatable(Protocol):
+    def invalidate(self, key: str) -> None: ...
+
+    def clear(self) -> None: ...
+
+
+class TtlCache(Generic[T]):
+    """Entries kept for ``ttl`` seconds, dropped at once by :meth:`invalidate`.
+
+    A value loaded while an invalidation happened (a logout committing during
+    the read) is returned but not kept: the generation guards that race.
+    """
+
     def __init__(self, ttl: float) -> None:
         self._ttl = ttl
         self._entries: dict[str, tuple[float, T | None]] = {}
+        self._generation = 0
+
+    def lookup(self, key: str) -> tuple[bool, T | None]:
+        entry = self._entries.get(key)
+        if entry is not None and time.monotonic() - entry[0] < self._ttl:
+            return True, entry[1]
+        return False, None
+
+    @property
+    def generation(self) -> int:
+        return self._generation
+
+    def store(self, key: str, value: T | None, *, generation: int) -> None:
+        if self._ttl <= 0 or generation != self._generation:
+            return
+        if len(self._entries) >= MAX_ENTRIES:
+            self._entries.clear()
+        self._entries[key] = (time.monotonic(), value)
 
     async def get(self, key: str, load: Callable[[str], Awaitable[T | None]]) -> T | None:
-        now = time.monotonic()
-        entry = self._entries.get(key)
-        if entry is not None and now - entry[0] < self._ttl:
-            return entry[1]
+        hit, value = self.lookup(key)
+        if hit:
+            return value
+        generation = self._generation
         value = await load(key)
-        if self._ttl > 0:
-            if len(self._entries) >= MAX_ENTRIES:
-                self._entries.clear()
-            self._entries[key] = (now, value)
+        self.store(key, value, generation=generation)
         return value
 
     def invalidate(self, key: str) -> None:
+        self._generation += 1
         self._entries.pop(key, None)
 
     def clear(self) -> None:
+        self._generation += 1
         self._entries.clear()
 
 
@@ -104,10 +133,24 @@ class AuthState:
 
     def __init__(self, sessionmaker: async_sessionmaker[AsyncSession], *, ttl: float) -> None:
         self._sessionmaker = sessionmaker
-        self._users: _TtlCache[UserView] = _TtlCache(ttl)
-        self._sessions: _TtlCache[SessionView] = _TtlCache(ttl)
-        self._api_keys: _TtlCache[ApiKeyView] = _TtlCache(ttl)
+        self.ttl = ttl
+        self._users: TtlCache[UserView] = TtlCache(ttl)
+        self._sessions: TtlCache[SessionView] = TtlCache(ttl)
+        self._api_keys: TtlCache[ApiKeyView] = TtlCache(ttl)
+        self._caches: dict[str, Invalidatable] = {
+            "user": self._users,
+            "session": self._sessions,
+            "api_key": self._api_keys,
+        }
         self.listeners: list[Callable[[str, str], None]] = []
+
+    def register(self, kind: str, cache: Invalidatable) -> None:
+        """Put another per-process cache under the same invalidation and fan-out."""
+        self._caches[kind] = cache
+
+    @property
+    def kinds(self) -> frozenset[str]:
+        return frozenset(self._caches)
 
     async def user(self, user_id: str) -> UserView | None:
         return await self._users.get(user_id, self._load_user)
@@ -119,15 +162,15 @@ class AuthState:
         return await self._api_keys.get(key_hash, self._load_api_key)
 
     def invalidate(self, kind: str, key: str, *, broadcast: bool = True) -> None:
-        """Forget one entry (``kind`` is ``user``, ``session`` or ``api_key``)."""
+        """Forget one entry of a cache (``user``, ``session``, ``api_key``, or registered).
+
+        ``*`` forgets everything, everywhere.
+        """
         if kind == "*":
-            self._users.clear()
-            self._sessions.clear()
-            self._api_keys.clear()
+            for cache in self._caches.values():
+                cache.clear()
         else:
-            {"user": self._users, "session": self._sessions, "api_key": self._api_keys}[
-                kind
-            ].invalidate(key)
+            self._caches[kind].invalidate(key)
         if broadcast:
             for listener in self.listeners:
                 listener(kind, key)

@@ -87,5 +87,5 @@ class StateEvents:
         if not isinstance(event, dict) or event.get("o") == self._origin:
             return
         kind, key = event.get("k"), event.get("v")
-        if kind in {"user", "session", "api_key", "*"} and isinstance(key, str):
+        if isinstance(kind, str) and (kind in self._state.kinds or kind == "*") and isinstance(key, str):
             self._state.invalidate(kind, key, broadcast=False)

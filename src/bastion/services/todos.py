@@ -7,8 +7,12 @@ from typing import Any
 from sqlalchemy import Integer, RowMapping, Select, bindparam, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
+from bastion.db.engine import on_commit
 from bastion.db.models import Todo
 from bastion.errors import NotFound
+from bastion.services.auth_state import AuthState
+
+TODOS = "todos"  # the cache kind of rendered todo pages
 
 
 def _page_query() -> Select[Any]:
@@ -47,12 +51,24 @@ async def list_todos(
 _PAGE = _page_query()
 
 
+def changed(db: AsyncSession, state: AuthState, owner_id: str) -> None:
+    """The owner's todo list changed: cached pages go at commit, here and in peers."""
+    on_commit(db, lambda: state.invalidate(TODOS, owner_id))
+
+
 async def create_todo(
-    db: AsyncSession, *, owner_id: str, title: str, description: str | None, done: bool
+    db: AsyncSession,
+    state: AuthState,
+    *,
+    owner_id: str,
+    title: str,
+    description: str | None,
+    done: bool,
 ) -> Todo:
     todo = Todo(owner_id=owner_id, title=title, description=description, done=done)
     db.add(todo)
     await db.flush()
+    changed(db, state, owner_id)
     return todo
 
 
@@ -64,6 +80,18 @@ async def get_todo(db: AsyncSession, *, todo_id: str, viewer_id: str, any_owner:
     return todo
 
 
-async def delete_todo(db: AsyncSession, todo: Todo) -> None:
+async def update_todo(
+    db: AsyncSession, state: AuthState, todo: Todo, changes: dict[str, object]
+) -> Todo:
+    for field, value in changes.items():
+        setattr(todo, field, value)
+    await db.flush()
+    await db.refresh(todo)
+    changed(db, state, todo.owner_id)
+    return todo
+
+
+async def delete_todo(db: AsyncSession, state: AuthState, todo: Todo) -> None:
     await db.delete(todo)
     await db.flush()
+    changed(db, state, todo.owner_id)

@@ -153,6 +153,7 @@ async def delete_user(
     await db.execute(delete(User).where(User.id == user_id))
     audit.record(db, "user_deleted", user_id=user_id, ip=ip, detail={"by": actor_id})
     on_commit(db, lambda: state.invalidate("user", user_id))
+    on_commit(db, lambda: state.invalidate("todos", user_id))
     for key_hash in key_hashes:
         on_commit(db, lambda h=key_hash: state.invalidate("api_key", h))
     for session_id in session_ids:

@@ -14,7 +14,7 @@ from bastion.api.deps import (
     RuntimeDep,
     requires,
 )
-from bastion.api.params import CleanText, FormSecret, FormText, ObjectId
+from bastion.api.params import FormSecret, FormText, ObjectId
 from bastion.api.responses import AUTH_ERRORS, OAUTH_ERRORS, errors
 from bastion.api.schemas import Page, RegisterIn, SessionOut, TokenOut, UserOut
 from bastion.errors import InvalidRequest, UnsupportedGrantType
@@ -91,7 +91,7 @@ async def revoke(
     db: DbSession,
     runtime: RuntimeDep,
     client: Client,
-    token: Annotated[CleanText, Form(max_length=4096)],
+    token: Annotated[str, Form(max_length=4096)],
     token_type_hint: FormText = None,
 ) -> Response:
     """RFC 7009: always 200; a known refresh or access token's session ends."""
