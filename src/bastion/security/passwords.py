@@ -17,7 +17,7 @@ from pwdlib.hashers.argon2 import Argon2Hasher
 from pwdlib.hashers.bcrypt import BcryptHasher
 
 BCRYPT_MAX_BYTES = 72
-HASHING_NICENESS = 10
+HASHING_NICENESS = 19
 T = TypeVar("T")
 
 
