@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import httpx
@@ -56,74 +57,69 @@ async def test_readyz_names_the_dependency_that_is_down(
     assert response.json() == {"status": "unavailable", "reason": "redis"}
 
 
-@pytest.mark.redis
-async def test_todo_written_on_one_instance_is_listed_by_another_at_once(
-    settings: Settings, redis_url: str, api: Api
-) -> None:
-    """Cached todo pages follow writes made by another instance (long TTL: fan-out only)."""
+@pytest.fixture
+async def two_instances(
+    settings: Settings, redis_url: str
+) -> AsyncIterator[list[httpx.AsyncClient]]:
+    """Two app instances on one database and Redis, with a long cache TTL: only the
+    Redis fan-out can carry a change from one to the other within a second."""
     shared = Settings(
         database_url=settings.database_url,
         redis_url=redis_url,
         state_cache_ttl=60,
         _env_file=None,  # type: ignore[call-arg]
     )
-    first, second = await build_runtime(shared), await build_runtime(shared)
+    runtimes = [await build_runtime(shared), await build_runtime(shared)]
     clients = [
         httpx.AsyncClient(
             transport=httpx.ASGITransport(app=create_app(runtime=rt)), base_url="http://t"
         )
-        for rt in (first, second)
+        for rt in runtimes
     ]
     try:
-        alice = await api.account()
-        assert (await clients[1].get("/todos", headers=alice.headers)).json()["total"] == 0
-        created = await clients[0].post("/todos", json={"title": "x"}, headers=alice.headers)
-        assert created.status_code == 201
-        deadline = asyncio.get_running_loop().time() + 1.0
-        total = 0
-        while total == 0 and asyncio.get_running_loop().time() < deadline:
-            total = (await clients[1].get("/todos", headers=alice.headers)).json()["total"]
-            await asyncio.sleep(0.02)
-        assert total == 1
+        yield clients
     finally:
-        for client in clients:
+        for client, rt in zip(clients, runtimes, strict=True):
             await client.aclose()
-        await first.close()
-        await second.close()
+            await rt.close()
+
+
+async def _within_a_second(check: Callable[[], Awaitable[bool]]) -> bool:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 1.0
+    while loop.time() < deadline:
+        if await check():
+            return True
+        await asyncio.sleep(0.02)
+    return False
+
+
+@pytest.mark.redis
+async def test_todo_written_on_one_instance_is_listed_by_another_at_once(
+    two_instances: list[httpx.AsyncClient], api: Api
+) -> None:
+    first, second = two_instances
+    alice = await api.account()
+    assert (await second.get("/todos", headers=alice.headers)).json()["total"] == 0
+    assert (await first.post("/todos", json={"title": "x"}, headers=alice.headers)).status_code == 201
+
+    async def listed() -> bool:
+        return (await second.get("/todos", headers=alice.headers)).json()["total"] == 1
+
+    assert await _within_a_second(listed)
 
 
 @pytest.mark.redis
 async def test_logout_on_one_instance_is_honoured_by_another_at_once(
-    settings: Settings, redis_url: str, api: Api
+    two_instances: list[httpx.AsyncClient], api: Api
 ) -> None:
-    """A long cache TTL proves the fan-out, not the TTL, carries the change."""
-    shared = Settings(
-        database_url=settings.database_url,
-        redis_url=redis_url,
-        state_cache_ttl=60,
-        _env_file=None,  # type: ignore[call-arg]
-    )
-    first, second = await build_runtime(shared), await build_runtime(shared)
-    clients = [
-        httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=create_app(runtime=rt)), base_url="http://t"
-        )
-        for rt in (first, second)
-    ]
-    try:
-        alice = await api.account()
-        headers = alice.headers
-        for client in clients:  # both instances now cache the live session
-            assert (await client.get("/users/me", headers=headers)).status_code == 200
-        assert (await clients[0].post("/auth/logout", headers=headers)).status_code == 204
-        deadline = asyncio.get_running_loop().time() + 1.0
-        status = 200
-        while status == 200 and asyncio.get_running_loop().time() < deadline:
-            status = (await clients[1].get("/users/me", headers=headers)).status_code
-            await asyncio.sleep(0.02)
-        assert status == 401
-    finally:
-        for client in clients:
-            await client.aclose()
-        await first.close()
-        await second.close()
+    first, second = two_instances
+    alice = await api.account()
+    for client in two_instances:  # both instances now cache the live session
+        assert (await client.get("/users/me", headers=alice.headers)).status_code == 200
+    assert (await first.post("/auth/logout", headers=alice.headers)).status_code == 204
+
+    async def refused() -> bool:
+        return (await second.get("/users/me", headers=alice.headers)).status_code == 401
+
+    assert await _within_a_second(refused)

@@ -14,7 +14,9 @@ import sys
 import time
 from contextvars import ContextVar
 
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
+
+from bastion.asgi import HttpMiddleware, on_response_start
 
 request_id_var: ContextVar[str | None] = ContextVar("bastion_request_id", default=None)
 access_logger = logging.getLogger("bastion.access")
@@ -63,16 +65,10 @@ def configure_logging(*, level: str, json_lines: bool) -> None:
     logging.getLogger("uvicorn.access").disabled = True
 
 
-class AccessLogMiddleware:
+class AccessLogMiddleware(HttpMiddleware):
     """Assigns a request id (``X-Request-ID``) and writes one access line per request."""
 
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         incoming = next(
             (value.decode("latin-1") for name, value in scope["headers"] if name == b"x-request-id"),
             "",
@@ -82,18 +78,13 @@ class AccessLogMiddleware:
         started = time.perf_counter()
         status = 500
 
-        async def send_with_id(message: Message) -> None:
+        def tag(message: Message) -> None:
             nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-                message["headers"] = [
-                    *message.get("headers", []),
-                    (b"x-request-id", request_id.encode()),
-                ]
-            await send(message)
+            status = message["status"]
+            message["headers"] = [*message.get("headers", []), (b"x-request-id", request_id.encode())]
 
         try:
-            await self.app(scope, receive, send_with_id)
+            await self.app(scope, receive, on_response_start(send, tag))
         finally:
             if access_logger.isEnabledFor(logging.INFO):
                 client = scope.get("client")

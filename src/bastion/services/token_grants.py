@@ -87,14 +87,7 @@ class TokenGrants:
         try:
             await self.throttle.check(username=identifier, ip=client.ip)
         except Throttled:
-            self.observe("login_throttled")
-            audit.record(
-                db,
-                "login_throttled",
-                user_id=None,
-                ip=client.ip,
-                detail={"username": users.canonical(identifier)[:64]},
-            )
+            self._login_refused(db, "login_throttled", None, identifier, client)
             raise
         # Read the hash in a short transaction of its own and verify with none open:
         # on SQLite a transaction holds the write lock, which must not wait on a hash.
@@ -105,14 +98,7 @@ class TokenGrants:
         user = await db.get(User, user_id) if user_id is not None and result.valid else None
         if user is None or not result.valid:
             await self.throttle.failed(username=identifier, ip=client.ip)
-            self.observe("login_failed")
-            audit.record(
-                db,
-                "login_failed",
-                user_id=user_id,
-                ip=client.ip,
-                detail={"username": users.canonical(identifier)[:64]},
-            )
+            self._login_refused(db, "login_failed", user_id, identifier, client)
             raise InvalidCredentialsGrant(keep_writes=True)
         await self.throttle.succeeded(username=identifier, ip=client.ip)
         if result.new_hash is not None:
@@ -122,6 +108,18 @@ class TokenGrants:
             raise AccountDisabled()
         self.observe("login_succeeded")
         return UserView.of(user)
+
+    def _login_refused(
+        self,
+        db: AsyncSession,
+        event: str,
+        user_id: str | None,
+        identifier: str,
+        client: ClientInfo,
+    ) -> None:
+        self.observe(event)
+        detail = {"username": users.canonical(identifier)[:64]}
+        audit.record(db, event, user_id=user_id, ip=client.ip, detail=detail)
 
     async def password_grant(
         self,
