@@ -31,7 +31,7 @@ class Metrics:
         self.registry = CollectorRegistry()
         target = None if multiprocess else self.registry
         if multiprocess:
-            MultiProcessCollector(self.registry)
+            MultiProcessCollector(self.registry)  # type: ignore[no-untyped-call]
         self.requests = Counter(
             "bastion_http_requests_total",
             "HTTP requests by route template, method and status",

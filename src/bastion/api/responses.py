@@ -37,6 +37,9 @@ def errors(*codes: int) -> dict[int | str, dict[str, Any]]:
 
 AUTH_ERRORS = errors(401, 403, 413, 422, 429)
 OAUTH_ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {"model": OAuthErrorOut, "description": _DESCRIPTIONS[code]}
-    for code in (400, 401, 403, 429)
-} | errors(413)
+    **{
+        code: {"model": OAuthErrorOut, "description": _DESCRIPTIONS[code]}
+        for code in (400, 401, 403, 429)
+    },
+    **errors(413),
+}

@@ -9,20 +9,19 @@ from datetime import datetime
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
-from cryptography.hazmat.primitives.asymmetric.types import (
-    PrivateKeyTypes,
-    PublicKeyTypes,
-)
+from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 
 SUPPORTED_ALGORITHMS = ("ES256", "EdDSA", "RS256")
+SigningPrivateKey = ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey | rsa.RSAPrivateKey
+SigningPublicKey = ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey | rsa.RSAPublicKey
 
 
 @dataclass(frozen=True, slots=True)
 class KeyMaterial:
     kid: str
     algorithm: str
-    private_key: PrivateKeyTypes = field(repr=False)
-    public_key: PublicKeyTypes = field(repr=False)
+    private_key: SigningPrivateKey = field(repr=False)
+    public_key: SigningPublicKey = field(repr=False)
     retired: bool = False
     publish_until: datetime | None = None
 
@@ -75,6 +74,7 @@ def load_key(
     }.get(algorithm)
     if expected is None or not isinstance(private_key, expected):
         raise ValueError(f"key {kid} does not match algorithm {algorithm}")
+    assert isinstance(private_key, SigningPrivateKey)  # narrowed by the check above
     return KeyMaterial(
         kid=kid,
         algorithm=algorithm,

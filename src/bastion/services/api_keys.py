@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from functools import partial
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -77,4 +78,4 @@ async def revoke_key(
         raise NotFound("API key not found")
     key.revoked_at = utcnow()
     audit.record(db, "api_key_revoked", user_id=user_id, ip=ip, detail={"key_id": key.id})
-    on_commit(db, lambda h=key.key_hash: state.invalidate("api_key", h))
+    on_commit(db, partial(state.invalidate, "api_key", key.key_hash))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import partial
 
 from sqlalchemy import delete, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -147,7 +148,7 @@ async def _reject_refresh(
     session = await db.get(AuthSession, known.session_id)
     if session is not None and session.revoked_at is None:
         session.revoked_at = utcnow()
-        on_commit(db, lambda sid=session.id: state.invalidate("session", sid))
+        on_commit(db, partial(state.invalidate, "session", session.id))
     audit.record(
         db,
         "refresh_reuse_detected",
@@ -194,7 +195,7 @@ async def revoke_user_sessions(
             update(AuthSession).where(AuthSession.id.in_(ids)).values(revoked_at=utcnow())
         )
     for session_id in ids:
-        on_commit(db, lambda sid=session_id: state.invalidate("session", sid))
+        on_commit(db, partial(state.invalidate, "session", session_id))
     return ids
 
 

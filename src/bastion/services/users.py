@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from functools import partial
 
 from sqlalchemy import ColumnElement, delete, or_, select
 from sqlalchemy.exc import IntegrityError
@@ -68,8 +69,10 @@ async def create_user(
     unknown = set(role_names) - set(ROLE_SCOPES)
     if unknown:
         raise PolicyViolation(f"unknown role(s): {', '.join(sorted(unknown))}")
-    await _ensure_available(db, username=username, email=email)
+    # Hash first: the availability check opens the write transaction, which
+    # (on SQLite) must not stay open while a hash is computed.
     hashed = await passwords.hash(password)
+    await _ensure_available(db, username=username, email=email)
     user = User(
         username=username,
         username_canonical=canonical(username),
@@ -155,9 +158,9 @@ async def delete_user(
     on_commit(db, lambda: state.invalidate("user", user_id))
     on_commit(db, lambda: state.invalidate("todos", user_id))
     for key_hash in key_hashes:
-        on_commit(db, lambda h=key_hash: state.invalidate("api_key", h))
+        on_commit(db, partial(state.invalidate, "api_key", key_hash))
     for session_id in session_ids:
-        on_commit(db, lambda sid=session_id: state.invalidate("session", sid))
+        on_commit(db, partial(state.invalidate, "session", session_id))
 
 
 async def set_roles(
@@ -199,7 +202,7 @@ async def set_active(
         )
         for key in keys:
             key.revoked_at = now
-            on_commit(db, lambda h=key.key_hash: state.invalidate("api_key", h))
+            on_commit(db, partial(state.invalidate, "api_key", key.key_hash))
         audit.record(db, "user_disabled", user_id=user.id, ip=ip, detail={"by": actor_id})
     await db.flush()
     on_commit(db, lambda: state.invalidate("user", user.id))
@@ -219,5 +222,5 @@ async def search_users(
                 User.email_canonical.like(pattern, escape="\\"),
             )
         )
-    query = select(User).where(*conditions).order_by(User.created_at, User.id)
-    return await paginate(db, query, limit=limit, offset=offset)
+    listed = select(User).where(*conditions).order_by(User.created_at, User.id)
+    return await paginate(db, listed, limit=limit, offset=offset)
