@@ -69,8 +69,9 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     if runtime is not None:
         app.state.runtime = runtime
     error_handlers.install(app)
-    for router in (meta.router, auth.router, users.router, api_keys.router, todos.router,
-                   admin.router):
+    # Routes are matched in order: the resource API that every client calls comes first.
+    for router in (users.router, todos.router, auth.router, api_keys.router, admin.router,
+                   meta.router):
         app.include_router(router)
     # Last added runs first: the body limit wraps everything.
     if settings.cors_origins:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import time
+from typing import Any
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -48,11 +49,25 @@ class Metrics:
         self.logins = Counter(
             "bastion_logins_total", "Password checks by outcome", ["outcome"], registry=target
         )
+        self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
         self.refresh_reuse = Counter(
             "bastion_refresh_reuse_detected_total",
             "Spent refresh tokens presented again (sessions revoked)",
             registry=target,
         )
+
+    def record(self, route: str, method: str, status: int, seconds: float) -> None:
+        """Count one request; labelled children are looked up once per label set."""
+        key = (route, method, status)
+        children = self._children.get(key)
+        if children is None:
+            children = (
+                self.requests.labels(route, method, str(status)),
+                self.latency.labels(route),
+            )
+            self._children[key] = children
+        children[0].inc()
+        children[1].observe(seconds)
 
     def observe(self, event: str) -> None:
         """Count a login outcome or a refresh-token reuse (told by the token grants)."""
@@ -82,5 +97,4 @@ class MetricsMiddleware(HttpMiddleware):
             metrics: Metrics = scope["app"].state.runtime.metrics
             route = scope.get("route")
             template = getattr(route, "path", None) or "unmatched"
-            metrics.requests.labels(template, scope["method"], str(status)).inc()
-            metrics.latency.labels(template).observe(time.perf_counter() - started)
+            metrics.record(template, scope["method"], status, time.perf_counter() - started)

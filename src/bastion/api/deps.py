@@ -94,12 +94,12 @@ Client = Annotated[ClientInfo, Depends(get_client)]
 async def authenticate(
     security_scopes: SecurityScopes,
     request: Request,
-    runtime: RuntimeDep,
     bearer: Annotated[str | None, Depends(oauth2_scheme)],
     api_key: Annotated[str | None, Depends(api_key_scheme)],
     basic: Annotated[HTTPBasicCredentials | None, Depends(basic_scheme)],
 ) -> Principal:
     """Resolve whichever credential came, then demand the route's scopes."""
+    runtime: Runtime = request.app.state.runtime  # not a dependency: the hot path of every route
     principals = runtime.principals
     if bearer:
         principal = await principals.from_bearer(bearer)
