@@ -51,3 +51,29 @@ async def test_concurrent_logins_of_one_user_each_get_their_own_session(api: Api
     assert [response.status_code for response in responses] == [200] * 8
     sessions = {response.json()["refresh_token"] for response in responses}
     assert len(sessions) == 8
+
+
+async def test_state_loads_are_shared_but_never_outlive_an_invalidation() -> None:
+    """Concurrent misses share one load; a caller after an invalidation gets a fresh one."""
+    from bastion.services.auth_state import TtlCache
+
+    cache: TtlCache[str] = TtlCache(ttl=60)
+    loads: list[str] = []
+    release = asyncio.Event()
+
+    async def load(key: str) -> str:
+        loads.append(key)
+        version = f"v{len(loads)}"
+        await release.wait()
+        return version
+
+    first = [asyncio.ensure_future(cache.get("s", load)) for _ in range(5)]
+    await asyncio.sleep(0.01)
+    assert loads == ["s"]  # five misses, one load
+    cache.invalidate("s")  # e.g. a logout commits while that load runs
+    after = asyncio.ensure_future(cache.get("s", load))
+    await asyncio.sleep(0.01)
+    release.set()
+    assert {await task for task in first} == {"v1"}
+    assert await after == "v2"
+    assert await cache.get("s", load) == "v2"  # v1 was never stored

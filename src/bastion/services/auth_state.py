@@ -10,6 +10,7 @@ change made by another process is seen within the TTL (or at once when a
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -91,6 +92,7 @@ class TtlCache(Generic[T]):
     def __init__(self, ttl: float) -> None:
         self._ttl = ttl
         self._entries: dict[str, tuple[float, T | None]] = {}
+        self._loading: dict[str, asyncio.Future[T | None]] = {}
         self._generation = 0
 
     def lookup(self, key: str) -> tuple[bool, T | None]:
@@ -114,18 +116,32 @@ class TtlCache(Generic[T]):
         hit, value = self.lookup(key)
         if hit:
             return value
+        # One load per key at a time: when an entry expires under load, the
+        # requests that miss together wait for one query instead of each making one.
+        pending = self._loading.get(key)
+        if pending is not None:
+            return await asyncio.shield(pending)
         generation = self._generation
-        value = await load(key)
+        task = asyncio.ensure_future(load(key))
+        self._loading[key] = task
+        try:
+            value = await asyncio.shield(task)
+        finally:
+            if self._loading.get(key) is task:
+                del self._loading[key]
         self.store(key, value, generation=generation)
         return value
 
     def invalidate(self, key: str) -> None:
+        # A load already under way may predate the change: later callers start afresh.
         self._generation += 1
         self._entries.pop(key, None)
+        self._loading.pop(key, None)
 
     def clear(self) -> None:
         self._generation += 1
         self._entries.clear()
+        self._loading.clear()
 
 
 class AuthState:
