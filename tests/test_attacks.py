@@ -866,3 +866,53 @@ async def test_jwks_publishes_public_members_only(victim: Victim, api: Api) -> N
             serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
         )
     await assert_accepted(api, victim.token, victim.user_id)
+
+
+# --- beyond the JWT: opaque tokens and throttling ------------------------------------------
+
+
+async def test_refresh_token_replay(api: Api) -> None:
+    """Stolen refresh token replayed after its owner rotated it (RFC 9700 §4.14.2)."""
+    alice = await api.account()
+    rotated = (await api.refresh(alice.refresh_token)).json()
+    replay = await api.refresh(alice.refresh_token)
+    assert replay.status_code == 400 and replay.json()["error"] == "invalid_grant"
+    # The whole session is gone: the legitimate successor and its access token too.
+    assert (await api.refresh(rotated["refresh_token"])).status_code == 400
+    me = await api.client.get(
+        "/users/me", headers={"Authorization": f"Bearer {rotated['access_token']}"}
+    )
+    assert me.status_code == 401
+
+
+async def test_cross_token_confusion(api: Api) -> None:
+    """An access token used as a refresh token, a refresh token or API key as a bearer."""
+    alice = await api.account()
+    key = await api.api_key(alice, ["me"])
+    as_refresh = await api.refresh(alice.access_token)
+    assert as_refresh.status_code == 400 and as_refresh.json()["error"] == "invalid_grant"
+    for credential in (alice.refresh_token, key):
+        response = await api.client.get(
+            "/users/me", headers={"Authorization": f"Bearer {credential}"}
+        )
+        assert response.status_code == 401
+        assert response.headers["www-authenticate"] == 'Bearer error="invalid_token"'
+    # A bearer token is not an API key either.
+    assert (
+        await api.client.get("/users/me", headers={"X-API-Key": alice.access_token})
+    ).status_code == 401
+
+
+async def test_throttling_bypass_by_username_spelling(api: Api) -> None:
+    """Brute force spread over case variants and padding of one username is one counter."""
+    alice = await api.account()
+    spellings = [
+        alice.username.upper(),
+        f" {alice.username}",
+        alice.username.title(),
+        alice.username.swapcase(),
+        f"{alice.username} ",
+        alice.username,
+    ]
+    codes = [(await api.login(name, "Wrong-password-1")).status_code for name in spellings]
+    assert codes == [401] * 5 + [429]
