@@ -125,7 +125,7 @@ async def build_runtime(settings: Settings) -> Runtime:
     )
     metrics = Metrics()
     grants = TokenGrants(
-        read_sessionmaker=read_sessionmaker,
+        read_engine=read_engine,
         throttle=throttle,
         observe=metrics.observe,
         codec=codec,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from bastion.db.models import User
 from bastion.errors import (
@@ -63,10 +63,10 @@ class TokenGrants:
         state: AuthState,
         policy: SessionPolicy,
         throttle: LoginThrottle,
-        read_sessionmaker: async_sessionmaker[AsyncSession],
+        read_engine: AsyncEngine,
         observe: Callable[[str], None] = lambda event: None,
     ) -> None:
-        self.read_sessionmaker = read_sessionmaker
+        self.read_engine = read_engine
         self.throttle = throttle
         self.observe = observe  # told of every login outcome and reuse, for metrics
         self.codec = codec
@@ -91,9 +91,9 @@ class TokenGrants:
             raise
         # Read the hash in a short transaction of its own and verify with none open:
         # on SQLite a transaction holds the write lock, which must not wait on a hash.
-        async with self.read_sessionmaker() as lookup:
-            found = await users.find_by_login(lookup, identifier)
-            user_id, hashed = (found.id, found.hashed_password) if found else (None, None)
+        async with self.read_engine.connect() as lookup:
+            found = await users.find_login_hash(lookup, identifier)
+        user_id, hashed = found if found is not None else (None, None)
         result = await self.passwords.verify(password, hashed)
         user = await db.get(User, user_id) if user_id is not None and result.valid else None
         if user is None or not result.valid:

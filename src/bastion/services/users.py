@@ -7,7 +7,7 @@ from functools import partial
 
 from sqlalchemy import ColumnElement, delete, or_, select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from bastion.db.engine import on_commit
 from bastion.db.models import ApiKey, AuthSession, User, UserRole, utcnow
@@ -25,14 +25,24 @@ def canonical(value: str) -> str:
     return value.strip().casefold()
 
 
-async def find_by_login(db: AsyncSession, identifier: str) -> User | None:
-    """The user whose username or email is ``identifier``, ignoring case."""
+def _login_matches(identifier: str) -> ColumnElement[bool] | None:
     if not identifier.isprintable():  # no account has a control character in its name
         return None
     key = canonical(identifier)
-    return await db.scalar(
-        select(User).where(or_(User.username_canonical == key, User.email_canonical == key))
-    )
+    return or_(User.username_canonical == key, User.email_canonical == key)
+
+
+async def find_login_hash(
+    connection: AsyncConnection, identifier: str
+) -> tuple[str, str] | None:
+    """``(user id, password hash)`` for a login name: one indexed read, no ORM."""
+    matches = _login_matches(identifier)
+    if matches is None:
+        return None
+    row = (
+        await connection.execute(select(User.id, User.hashed_password).where(matches))
+    ).first()
+    return (row.id, row.hashed_password) if row is not None else None
 
 
 async def get_user(db: AsyncSession, user_id: str) -> User:
