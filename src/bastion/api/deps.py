@@ -17,7 +17,7 @@ from fastapi.security import (
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bastion.api.client_ip import client_ip
-from bastion.db.engine import commit, rollback
+from bastion.db.engine import transaction
 from bastion.errors import AuthenticationError, InsufficientScope
 from bastion.runtime import Runtime
 from bastion.scopes import SCOPE_DESCRIPTIONS
@@ -61,17 +61,8 @@ RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 
 async def _unit_of_work(runtime: RuntimeDep) -> AsyncIterator[AsyncSession]:
     """One session per request, committed before the response is sent."""
-    async with runtime.sessionmaker() as session:
-        try:
-            yield session
-        except BaseException as exc:
-            if getattr(exc, "keep_writes", False):
-                await commit(session)
-            else:
-                await rollback(session)
-            raise
-        else:
-            await commit(session)
+    async with transaction(runtime.sessionmaker) as session:
+        yield session
 
 
 DbSession = Annotated[AsyncSession, Depends(_unit_of_work, scope="function")]

@@ -16,7 +16,7 @@ from bastion.errors import Conflict, NotFound, PermissionDenied, PolicyViolation
 from bastion.scopes import DEFAULT_ROLE, ROLE_SCOPES
 from bastion.security.password_policy import check_password
 from bastion.security.passwords import PasswordHasher
-from bastion.services import audit
+from bastion.services import audit, todos
 from bastion.services.auth_state import AuthState
 from bastion.services.sessions import revoke_user_sessions
 
@@ -166,7 +166,7 @@ async def delete_user(
     await db.execute(delete(User).where(User.id == user_id))
     audit.record(db, "user_deleted", user_id=user_id, ip=ip, detail={"by": actor_id})
     on_commit(db, lambda: state.invalidate("user", user_id))
-    on_commit(db, lambda: state.invalidate("todos", user_id))
+    todos.changed(db, state, user_id)
     for key_hash in key_hashes:
         on_commit(db, partial(state.invalidate, "api_key", key_hash))
     for session_id in session_ids:
