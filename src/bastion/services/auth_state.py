@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Generic, Protocol, TypeVar
@@ -25,6 +25,23 @@ from bastion.scopes import parse_scope, scopes_for_roles
 
 T = TypeVar("T")
 MAX_ENTRIES = 100_000
+
+
+class UserFields(Protocol):
+    """The columns of a user that a :class:`UserView` keeps."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def username(self) -> str: ...
+    @property
+    def email(self) -> str: ...
+    @property
+    def full_name(self) -> str | None: ...
+    @property
+    def is_active(self) -> bool: ...
+    @property
+    def created_at(self) -> datetime: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,16 +57,21 @@ class UserView:
 
     @classmethod
     def of(cls, user: User) -> UserView:
-        roles = tuple(user.roles)
+        return cls.build(user, user.roles)
+
+    @classmethod
+    def build(cls, fields: UserFields, roles: Iterable[str]) -> UserView:
+        """A view of ``fields`` (a ``User`` or a row with its columns) holding ``roles``."""
+        names = tuple(sorted(roles))
         return cls(
-            id=user.id,
-            username=user.username,
-            email=user.email,
-            full_name=user.full_name,
-            roles=roles,
-            is_active=user.is_active,
-            created_at=user.created_at,
-            role_scopes=scopes_for_roles(roles),
+            id=fields.id,
+            username=fields.username,
+            email=fields.email,
+            full_name=fields.full_name,
+            roles=names,
+            is_active=fields.is_active,
+            created_at=fields.created_at,
+            role_scopes=scopes_for_roles(names),
         )
 
 

@@ -89,25 +89,28 @@ class TokenGrants:
         except Throttled:
             self._login_refused(db, "login_throttled", None, identifier, client)
             raise
-        # Read the hash in a short transaction of its own and verify with none open:
+        # Read the account on the read pool and verify with no transaction open:
         # on SQLite a transaction holds the write lock, which must not wait on a hash.
         async with self.read_engine.connect() as lookup:
-            found = await users.find_login_hash(lookup, identifier)
-        user_id, hashed = found if found is not None else (None, None)
-        result = await self.passwords.verify(password, hashed)
-        user = await db.get(User, user_id) if user_id is not None and result.valid else None
-        if user is None or not result.valid:
+            found = await users.find_login(lookup, identifier)
+        result = await self.passwords.verify(
+            password, found.hashed_password if found is not None else None
+        )
+        if found is None or not result.valid:
             await self.throttle.failed(username=identifier, ip=client.ip)
+            user_id = found.user.id if found is not None else None
             self._login_refused(db, "login_failed", user_id, identifier, client)
             raise InvalidCredentialsGrant(keep_writes=True)
         await self.throttle.succeeded(username=identifier, ip=client.ip)
-        if result.new_hash is not None:
-            user.hashed_password = result.new_hash
-        if not user.is_active:
+        if not found.user.is_active:
             self.observe("login_disabled")
             raise AccountDisabled()
+        if result.new_hash is not None:
+            await users.upgrade_hash(
+                db, user_id=found.user.id, old=found.hashed_password, new=result.new_hash
+            )
         self.observe("login_succeeded")
-        return UserView.of(user)
+        return found.user
 
     def _login_refused(
         self,

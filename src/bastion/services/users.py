@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 from functools import partial
 
-from sqlalchemy import ColumnElement, delete, or_, select
+from sqlalchemy import ColumnElement, bindparam, delete, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
@@ -17,7 +18,7 @@ from bastion.scopes import DEFAULT_ROLE, ROLE_SCOPES
 from bastion.security.password_policy import check_password
 from bastion.security.passwords import PasswordHasher
 from bastion.services import audit, todos
-from bastion.services.auth_state import AuthState
+from bastion.services.auth_state import AuthState, UserView
 from bastion.services.sessions import revoke_user_sessions
 
 
@@ -25,24 +26,57 @@ def canonical(value: str) -> str:
     return value.strip().casefold()
 
 
-def _login_matches(identifier: str) -> ColumnElement[bool] | None:
+# One indexed read for a login: the user's columns, the hash and the roles.
+# Built once (a prebuilt statement keeps its SQL cache key); run with ``login``.
+_LOGIN_QUERY = (
+    select(
+        User.id,
+        User.username,
+        User.email,
+        User.full_name,
+        User.is_active,
+        User.created_at,
+        User.hashed_password,
+        func.aggregate_strings(UserRole.role_name, " ").label("roles"),
+    )
+    .outerjoin(UserRole, UserRole.user_id == User.id)
+    .where(
+        or_(
+            User.username_canonical == bindparam("login"),
+            User.email_canonical == bindparam("login"),
+        )
+    )
+    .group_by(User.id)
+)
+
+
+@dataclass(frozen=True, slots=True)
+class LoginCandidate:
+    """The account a login name names, with the hash its password must match."""
+
+    user: UserView
+    hashed_password: str
+
+
+async def find_login(connection: AsyncConnection, identifier: str) -> LoginCandidate | None:
+    """The account whose username or email is ``identifier`` (any case): one read, no ORM."""
     if not identifier.isprintable():  # no account has a control character in its name
         return None
-    key = canonical(identifier)
-    return or_(User.username_canonical == key, User.email_canonical == key)
-
-
-async def find_login_hash(
-    connection: AsyncConnection, identifier: str
-) -> tuple[str, str] | None:
-    """``(user id, password hash)`` for a login name: one indexed read, no ORM."""
-    matches = _login_matches(identifier)
-    if matches is None:
+    row = (await connection.execute(_LOGIN_QUERY, {"login": canonical(identifier)})).first()
+    if row is None:
         return None
-    row = (
-        await connection.execute(select(User.id, User.hashed_password).where(matches))
-    ).first()
-    return (row.id, row.hashed_password) if row is not None else None
+    roles = row.roles.split() if row.roles else ()
+    return LoginCandidate(user=UserView.build(row, roles), hashed_password=row.hashed_password)
+
+
+async def upgrade_hash(db: AsyncSession, *, user_id: str, old: str, new: str) -> None:
+    """Store a stronger hash of the same password, unless the password changed meanwhile."""
+    await db.execute(
+        update(User)
+        .where(User.id == user_id, User.hashed_password == old)
+        .values(hashed_password=new)
+        .execution_options(synchronize_session=False)
+    )
 
 
 async def get_user(db: AsyncSession, user_id: str) -> User:
