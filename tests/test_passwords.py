@@ -9,6 +9,7 @@ the user exists or not.
 from __future__ import annotations
 
 import asyncio
+import gc
 import itertools
 import re
 import statistics
@@ -162,35 +163,17 @@ async def test_failed_login_timing_does_not_reveal_whether_the_user_exists(api: 
 async def test_password_hashing_runs_off_the_event_loop(api: Api, runtime: Runtime) -> None:
     """A login's hash must not block the event loop (one login would stall every request)."""
     alice = await api.account()
+    await api.login(alice.username)  # the first login compiles its statements: not measured
     hash_times = []
     for _ in range(3):
         started = time.perf_counter()
         await runtime.passwords.hash("some-Password-to-time-1")
         hash_times.append(time.perf_counter() - started)
     hash_time = statistics.median(hash_times)
-
-    async def timed_login() -> tuple[int, float]:
-        response = await api.login(alice.username)
-        return response.status_code, time.perf_counter()
-
-    login = asyncio.create_task(timed_login())
-    started = time.perf_counter()
-    marks = [started]
-    latencies: list[float] = []
-    async with asyncio.timeout(30):
-        while not login.done():
-            await asyncio.sleep(0)  # an in-process request may never yield on its own
-            before = time.perf_counter()
-            health = await api.client.get("/healthz")
-            after = time.perf_counter()
-            assert health.status_code == 200
-            if not login.done():
-                latencies.append(after - before)
-                marks.append(after)
-        status, finished = await login
+    marks, latencies, status, finished = await _healthz_during_a_login(api, alice.username)
     assert status == 200
-    marks.append(finished)
 
+    started = marks[0]
     login_time = finished - started
     assert login_time >= 0.5 * hash_time, "the login did not hash (test would be vacuous)"
     longest_stall = max(b - a for a, b in itertools.pairwise(marks))
@@ -205,6 +188,38 @@ async def test_password_hashing_runs_off_the_event_loop(api: Api, runtime: Runti
         f"the event loop stalled {longest_stall * 1000:.1f} ms during a login; "
         f"one hash takes {hash_time * 1000:.1f} ms"
     )
+
+
+async def _healthz_during_a_login(
+    api: Api, username: str
+) -> tuple[list[float], list[float], int, float]:
+    """/healthz back to back while one login runs: the times between answers, and latencies."""
+
+    async def timed_login() -> tuple[int, float]:
+        response = await api.login(username)
+        return response.status_code, time.perf_counter()
+
+    gc.collect()
+    gc.disable()  # a collection pause is not a hash on the loop
+    try:
+        login = asyncio.create_task(timed_login())
+        marks = [time.perf_counter()]
+        latencies: list[float] = []
+        async with asyncio.timeout(30):
+            while not login.done():
+                await asyncio.sleep(0)  # an in-process request may never yield on its own
+                before = time.perf_counter()
+                health = await api.client.get("/healthz")
+                after = time.perf_counter()
+                assert health.status_code == 200
+                if not login.done():
+                    latencies.append(after - before)
+                    marks.append(after)
+            status, finished = await login
+    finally:
+        gc.enable()
+    marks.append(finished)
+    return marks, latencies, status, finished
 
 
 async def test_stored_hash_is_argon2id_with_owasp_parameters(api: Api, runtime: Runtime) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -82,6 +82,12 @@ def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]
 
 
 AFTER_COMMIT = "bastion.after_commit"
+BEFORE_COMMIT = "bastion.before_commit"
+
+
+def before_commit(session: AsyncSession, write: Callable[[], Awaitable[None]]) -> None:
+    """Run ``write`` inside the unit of work just before it commits (buffered rows)."""
+    session.info.setdefault(BEFORE_COMMIT, []).append(write)
 
 
 def on_commit(session: AsyncSession, callback: Callable[[], None]) -> None:
@@ -90,13 +96,15 @@ def on_commit(session: AsyncSession, callback: Callable[[], None]) -> None:
 
 
 async def commit(session: AsyncSession) -> None:
+    for write in session.info.pop(BEFORE_COMMIT, []):
+        await write()
     await session.commit()
     for callback in session.info.pop(AFTER_COMMIT, []):
         callback()
 
 
 async def rollback(session: AsyncSession) -> None:
-    session.info.pop(AFTER_COMMIT, None)
+    session.info.clear()  # buffered writes and commit callbacks go with the transaction
     await session.rollback()
 
 

@@ -5,12 +5,14 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any, Final
 
-from sqlalchemy import ColumnElement, delete, select
+from sqlalchemy import ColumnElement, delete, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bastion.db.models import AuditEvent, utcnow
+from bastion.db.engine import before_commit
+from bastion.db.models import AuditEvent, new_id, utcnow
 from bastion.db.pagination import paginate
 
 EVENTS: Final = frozenset(
@@ -32,6 +34,9 @@ EVENTS: Final = frozenset(
 )
 
 
+PENDING = "bastion.audit.pending"
+
+
 def record(
     db: AsyncSession,
     event: str,
@@ -40,16 +45,30 @@ def record(
     ip: str | None,
     detail: Mapping[str, Any] | None = None,
 ) -> None:
+    """Note ``event``; it is written, in one insert with the unit's other events, at commit."""
     if event not in EVENTS:
         raise ValueError(f"unknown audit event {event!r}")
-    db.add(
-        AuditEvent(
-            event=event,
-            user_id=user_id,
-            ip=ip,
-            detail=json.dumps(dict(detail), sort_keys=True) if detail else None,
-        )
+    pending = db.info.get(PENDING)
+    if pending is None:
+        pending = db.info[PENDING] = []
+        before_commit(db, partial(_write, db))
+    pending.append(
+        {
+            "id": new_id(),
+            "at": utcnow(),
+            "event": event,
+            "user_id": user_id,
+            "ip": ip,
+            "detail": json.dumps(dict(detail), sort_keys=True) if detail else None,
+        }
     )
+
+
+async def _write(db: AsyncSession) -> None:
+    rows = db.info.pop(PENDING, None)
+    if rows:
+        connection = await db.connection()
+        await connection.execute(insert(AuditEvent), rows)
 
 
 async def list_events(
