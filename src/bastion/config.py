@@ -51,7 +51,9 @@ class Settings(BaseSettings):
 
     argon2_memory_cost: int = Field(default=19_456, ge=19_456)
     argon2_time_cost: int = Field(default=2, ge=2)
-    hashing_threads: int = Field(default=2, ge=1)
+    # None: one per CPU this process may run on (a memory-hard hash gains nothing
+    # from more threads than cores, and loses cache to their switching).
+    hashing_threads: int | None = Field(default=None, ge=1)
 
     basic_auth: bool = True
     api_key_query: bool = False

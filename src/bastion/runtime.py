@@ -19,7 +19,7 @@ from bastion.db.engine import (
 from bastion.metrics import Metrics
 from bastion.security.access_tokens import AccessTokenCodec
 from bastion.security.opaque_tokens import TokenDigester
-from bastion.security.passwords import PasswordHasher
+from bastion.security.passwords import PasswordHasher, usable_cpus
 from bastion.services import instance_secrets
 from bastion.services.auth_state import AuthState
 from bastion.services.principals import PrincipalResolver
@@ -103,7 +103,7 @@ async def build_runtime(settings: Settings) -> Runtime:
     passwords = PasswordHasher(
         memory_cost=settings.argon2_memory_cost,
         time_cost=settings.argon2_time_cost,
-        threads=settings.hashing_threads,
+        threads=settings.hashing_threads or usable_cpus(),
     )
     codec = AccessTokenCodec(
         key_ring=lambda: keys.ring,

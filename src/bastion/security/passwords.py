@@ -36,6 +36,14 @@ def _lower_thread_priority() -> None:
         os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), HASHING_NICENESS)
 
 
+def usable_cpus() -> int:
+    """How many CPUs this process may run on (its affinity, where the OS has one)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
 class PasswordHasher:
     """Hashes and verifies passwords in a pool of low-priority worker threads.
 
