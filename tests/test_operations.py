@@ -1,8 +1,10 @@
-"""Operations: migrations both ways, readiness, metrics, and state fan-out over Redis."""
+"""Operations: migrations both ways, readiness, metrics, state fan-out over Redis, and the
+server process's heap."""
 
 from __future__ import annotations
 
 import asyncio
+import gc
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -123,3 +125,18 @@ async def test_logout_on_one_instance_is_honoured_by_another_at_once(
         return (await second.get("/users/me", headers=alice.headers)).status_code == 401
 
     assert await _within_a_second(refused)
+
+
+async def test_a_server_app_freezes_its_startup_heap_out_of_collections(settings: Settings) -> None:
+    """``bastion serve``'s app moves what exists after startup out of the collector's reach
+    (a full collection of it takes tens of milliseconds); an embedded app leaves GC alone."""
+    gc.unfreeze()
+    embedded = create_app(settings)
+    async with embedded.router.lifespan_context(embedded):
+        assert gc.get_freeze_count() == 0
+    served = create_app(settings, freeze_heap_after_startup=True)
+    try:
+        async with served.router.lifespan_context(served):
+            assert gc.get_freeze_count() > 10_000
+    finally:
+        gc.unfreeze()

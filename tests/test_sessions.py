@@ -11,10 +11,11 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import func, select, update
+from sqlalchemy import delete, func, select, update
 
 from bastion.db.engine import transaction
-from bastion.db.models import AuthSession, RefreshToken
+from bastion.db.models import AuthSession, RefreshToken, User
+from bastion.security.passwords import Verification
 from bastion.services.sessions import purge_expired
 from conftest import Account, Api
 
@@ -209,6 +210,30 @@ async def test_token_endpoint_errors(api: Api) -> None:
         case: (status, error, "no-store", True)
         for case, (_, status, error) in TOKEN_ENDPOINT_ERRORS.items()
     }
+
+
+async def test_account_deleted_during_its_password_check_gets_invalid_grant(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The account is read before the hash and the session written after it; a deletion
+    in between fails the session's foreign key, which must be an OAuth error, not a 500."""
+    account = await api.account()
+    verify = api.runtime.passwords.verify
+
+    async def verify_then_delete(password: str, hashed: str | None) -> Verification:
+        result = await verify(password, hashed)
+        async with transaction(api.runtime.sessionmaker) as db:
+            await db.execute(delete(User).where(User.id == account.id))
+        return result
+
+    monkeypatch.setattr(api.runtime.passwords, "verify", verify_then_delete)
+    response = await api.login(account.username, account.password)
+    assert_oauth_error(response, 400, "invalid_grant")
+    async with transaction(api.runtime.sessionmaker) as db:
+        sessions_left = await db.scalar(
+            select(func.count()).select_from(AuthSession).where(AuthSession.user_id == account.id)
+        )
+    assert sessions_left == 0
 
 
 # Logout and revocation

@@ -62,7 +62,7 @@ def serve(
     migrate.upgrade(settings.database_url)
     asyncio.run(_prepare(settings))
     uvicorn.run(
-        "bastion.app:create_app",
+        "bastion.app:create_server_app",
         factory=True,
         host=host,
         port=port,
