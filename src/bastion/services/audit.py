@@ -35,6 +35,7 @@ EVENTS: Final = frozenset(
 
 
 PENDING = "bastion.audit.pending"
+_INSERT = insert(AuditEvent)  # built once: a prebuilt statement keeps its SQL cache key
 
 
 def record(
@@ -68,7 +69,7 @@ async def _write(db: AsyncSession) -> None:
     rows = db.info.pop(PENDING, None)
     if rows:
         connection = await db.connection()
-        await connection.execute(insert(AuditEvent), rows)
+        await connection.execute(_INSERT, rows)
 
 
 async def list_events(
