@@ -44,6 +44,6 @@ $(BENCH_VENV)/.installed: bench/requirements.txt
 	$(BENCH_VENV)/bin/pip install -q -r bench/requirements.txt
 	touch $@
 
-# Side-by-side benchmark against the reference peers (wrk on loopback); about 10 minutes.
+# Side-by-side benchmark against the reference peers (wrk on loopback); about 14 minutes.
 bench: $(VENV)/.installed-run $(BENCH_VENV)/.installed
 	$(BENCH_VENV)/bin/python bench/run.py

@@ -682,7 +682,7 @@ def setup_peers() -> None:
 
 def parse_options() -> Options:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds (median)")
+    parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds (median)")
     parser.add_argument("--duration", type=int, default=5, help="seconds per measured wrk run")
     parser.add_argument("--warmup", type=int, default=1, help="seconds of unmeasured wrk first")
     parser.add_argument("--hash-n", type=int, default=20, help="timed Argon2id verifies per round")
