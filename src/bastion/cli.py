@@ -181,10 +181,10 @@ def users_create(
     try:
         user_id = asyncio.run(run())
     except BastionError as exc:
-        hasher.close()
         typer.echo(f"error: {exc.message}", err=True)
         raise typer.Exit(code=1) from exc
-    hasher.close()
+    finally:
+        hasher.close()
     typer.echo(f"created user {username} ({user_id})")
 
 
