@@ -1,11 +1,11 @@
-"""Typed path, query and form parameters: bounded, and free of control characters."""
+"""Typed path and query parameters: bounded, and free of control characters."""
 
 from __future__ import annotations
 
 import re
 from typing import Annotated
 
-from fastapi import Form, Path, Query
+from fastapi import Path, Query
 from pydantic import AfterValidator
 
 from bastion.api.schemas import no_controls
@@ -21,8 +21,6 @@ def _id_or_nothing(value: str) -> str:
 
 ObjectId = Annotated[str, Path(), AfterValidator(_id_or_nothing)]
 CleanText = Annotated[str, AfterValidator(no_controls)]
-FormText = Annotated[CleanText | None, Form(max_length=4096)]
-FormSecret = Annotated[str | None, Form(max_length=4096)]
 SearchText = Annotated[CleanText | None, Query(max_length=100)]
 IdFilter = Annotated[CleanText | None, Query(max_length=64)]
 EventFilter = Annotated[CleanText | None, Query(max_length=40)]

@@ -14,9 +14,17 @@ from bastion.api.deps import (
     RuntimeDep,
     requires,
 )
-from bastion.api.params import FormSecret, FormText, ObjectId
+from bastion.api.params import ObjectId
 from bastion.api.responses import AUTH_ERRORS, OAUTH_ERRORS, errors
-from bastion.api.schemas import Page, RegisterIn, SessionOut, TokenOut, UserOut
+from bastion.api.schemas import (
+    Page,
+    RegisterIn,
+    RevokeForm,
+    SessionOut,
+    TokenForm,
+    TokenOut,
+    UserOut,
+)
 from bastion.errors import InvalidRequest, UnsupportedGrantType
 from bastion.scopes import ME
 from bastion.services import audit, sessions, users
@@ -50,26 +58,23 @@ async def token(
     db: DbSession,
     runtime: RuntimeDep,
     client: Client,
-    grant_type: FormText = None,
-    username: FormText = None,
-    password: FormSecret = None,
-    scope: FormText = None,
-    refresh_token: FormText = None,
+    form: Annotated[TokenForm, Form()],
 ) -> TokenOut:
     """OAuth 2.0 token endpoint (RFC 6749): the password and refresh_token grants."""
     response.headers["Cache-Control"] = "no-store"
     response.headers["Pragma"] = "no-cache"
-    if grant_type in (None, "", "password"):
-        if not username or password is None:
+    if form.grant_type in (None, "", "password"):
+        if not form.username or form.password is None:
             raise InvalidRequest("username and password are required")
         tokens = await runtime.grants.password_grant(
-            db, identifier=username, password=password, scope=scope, client=client
+            db, identifier=form.username, password=form.password, scope=form.scope,
+            client=client,
         )
-    elif grant_type == "refresh_token":
-        if not refresh_token:
+    elif form.grant_type == "refresh_token":
+        if not form.refresh_token:
             raise InvalidRequest("refresh_token is required")
         tokens = await runtime.grants.refresh_grant(
-            db, refresh_token=refresh_token, scope=scope, client=client
+            db, refresh_token=form.refresh_token, scope=form.scope, client=client
         )
     else:
         raise UnsupportedGrantType()
@@ -91,11 +96,10 @@ async def revoke(
     db: DbSession,
     runtime: RuntimeDep,
     client: Client,
-    token: Annotated[str, Form(max_length=4096)],
-    token_type_hint: FormText = None,
+    form: Annotated[RevokeForm, Form()],
 ) -> Response:
     """RFC 7009: always 200; a known refresh or access token's session ends."""
-    user_id = await runtime.grants.revoke(db, token=token)
+    user_id = await runtime.grants.revoke(db, token=form.token)
     if user_id is not None:
         audit.record(db, "logout", user_id=user_id, ip=client.ip, detail={"via": "revoke"})
     return Response(status_code=200, headers={"Cache-Control": "no-store", "Pragma": "no-cache"})
