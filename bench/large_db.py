@@ -116,7 +116,7 @@ def measure(url: str, n_users: int, opts: Options) -> dict[str, Any]:
              "BASTION_STATE_CACHE_TTL": "0", "BASTION_LOGIN_MAX_FAILURES": "1000000"},
     )
     username = f"u{n_users // 2}"
-    with serving(peer) as base, Client(base, opts) as client:
+    with serving(peer) as server, Client(server.base, opts) as client:
         token = client.call("POST", "/auth/token",
                             form={"username": username, "password": PASSWORD})["access_token"]
         bearer = {"Authorization": f"Bearer {token}"}

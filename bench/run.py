@@ -132,8 +132,13 @@ class Client:
 
     def measure(self, name: str, path: str, *, method: str = "GET", body: str | None = None,
                 headers: Mapping[str, str] | None = None, connections: int = CONNECTIONS,
-                duration: int | None = None, warmup: int | None = None) -> Result:
-        """One wrk run (after an unmeasured warm-up), once a single request has answered 2xx."""
+                duration: int | None = None, warmup: int | None = None,
+                cpu_of: int | None = None) -> Result:
+        """One wrk run (after an unmeasured warm-up), once a single request has answered 2xx.
+
+        With ``cpu_of`` (the server's pid), the result also says how much CPU the
+        server's threads spent per request during the measured run.
+        """
         status, raw = self._bench.http(method, path, body.encode() if body else None,
                                        dict(headers or {}), 10)
         if not 200 <= status < 300:
@@ -142,7 +147,39 @@ class Client:
         warmup = self.opts.warmup if warmup is None else warmup
         if warmup:
             self._bench.wrk(script, path, connections, warmup)
-        return self._bench.wrk(script, path, connections, duration or self.opts.duration)
+        before = thread_cpu_s(cpu_of) if cpu_of else {}
+        result: Result = self._bench.wrk(script, path, connections,
+                                         duration or self.opts.duration)
+        if cpu_of and result.get("requests"):
+            result["server_cpu_ms"] = cpu_per_request(cpu_of, before, thread_cpu_s(cpu_of),
+                                                      result["requests"])
+        return result
+
+
+def thread_cpu_s(pid: int) -> dict[int, float]:
+    """CPU seconds (user + system) that each thread of process ``pid`` has used so far."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    used = {}
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            stat = Path(f"/proc/{pid}/task/{tid}/stat").read_text()
+        except FileNotFoundError:  # the thread ended
+            continue
+        fields = stat[stat.rindex(")") + 2:].split()  # from field 3 (state) on
+        used[int(tid)] = (int(fields[11]) + int(fields[12])) / ticks  # utime, stime
+    return used
+
+
+def cpu_per_request(pid: int, before: Mapping[int, float], after: Mapping[int, float],
+                    requests: int) -> Result:
+    """ms of CPU per request: the main thread (the event loop), the busiest other thread
+    (for a login, the one that hashed) and the rest."""
+    spent = {tid: cpu - before.get(tid, 0.0) for tid, cpu in after.items()}
+    loop = spent.pop(pid, 0.0)
+    busiest = max(spent.values(), default=0.0)
+    return {"event_loop": round(loop * 1e3 / requests, 2),
+            "busiest_thread": round(busiest * 1e3 / requests, 2),
+            "rest": round((sum(spent.values()) - busiest) * 1e3 / requests, 2)}
 
 
 # --------------------------------------------------------------------------- servers
@@ -155,10 +192,18 @@ class Peer:
     name: str
     label: str
     argv: tuple[str, ...]  # "{port}" is filled in
-    measure: Callable[[Peer, str, Options], Result]
+    measure: Callable[[Peer, Server, Options], Result]
     env: Mapping[str, str] = field(default_factory=dict)  # "{dir}" is the fresh working dir
     cpus: str = SERVER_CPU
     bench_args: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Server:
+    """A started peer: where it answers, and its process (uvicorn's own, with one worker)."""
+
+    base: str
+    pid: int
 
 
 def free_port() -> int:
@@ -202,8 +247,8 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
 
 
 @contextmanager
-def serving(peer: Peer) -> Iterator[str]:
-    """Start the peer pinned, in a fresh working dir with a fresh SQLite file; yield its URL."""
+def serving(peer: Peer) -> Iterator[Server]:
+    """Start the peer pinned, in a fresh working dir with a fresh SQLite file; yield it."""
     workdir = Path(tempfile.mkdtemp(prefix=f"bench-{peer.name}-"))
     port = free_port()
     argv = ["taskset", "-c", peer.cpus, *(a.format(port=port) for a in peer.argv)]
@@ -216,7 +261,7 @@ def serving(peer: Peer) -> Iterator[str]:
         try:
             base = f"http://{HOST}:{port}"
             wait_ready(base, proc, log_path)
-            yield base
+            yield Server(base, proc.pid)  # taskset execs the server: same process
         finally:
             stop(proc)
             shutil.rmtree(workdir, ignore_errors=True)
@@ -225,21 +270,39 @@ def serving(peer: Peer) -> Iterator[str]:
 # --------------------------------------------------------------------------- measurements
 
 
-def auth_bench(peer: Peer, base: str, opts: Options) -> Result:
+def auth_bench(peer: Peer, server: Server, opts: Options) -> Result:
     """run_auth_bench.py against the server, with the settings every peer gets."""
-    argv = [sys.executable, str(RUN_AUTH_BENCH), "--base-url", base, "--label", peer.name,
+    argv = [sys.executable, str(RUN_AUTH_BENCH), "--base-url", server.base, "--label", peer.name,
             "--duration", str(opts.duration), "--warmup", str(opts.warmup),
             "--connections", str(CONNECTIONS), "--wrk-cpu", WRK_CPU,
             "--wrk-timeout", str(WRK_TIMEOUT_S), *peer.bench_args]
     return json.loads(run_checked(argv))
 
 
-def hash_bound(opts: Options) -> Result:
+def hash_time(opts: Options) -> Result:
     """Median Argon2id verify at Bastion's settings, timed in-process on the server's core."""
     argv = ["taskset", "-c", SERVER_CPU, str(BASTION_BIN / "python"),
             str(BENCH / "hash_time.py"), "-n", str(opts.hash_n)]
     with tempfile.TemporaryDirectory(prefix="bench-hash-") as workdir:
         return json.loads(run_checked(argv, cwd=workdir))
+
+
+def measure_against_hash_bound(client: Client, server: Server, opts: Options,
+                               login_form: str) -> Result:
+    """Logins at 8 connections, with the verify timed just before and just after them.
+
+    This machine's speed drifts by a fifth within minutes; averaging the two timings
+    keeps that drift from landing on one side of the ratio.
+    """
+    before = hash_time(opts)
+    login = client.measure("login", "/auth/token", method="POST", body=login_form,
+                           headers={"Content-Type": FORM}, cpu_of=server.pid)
+    after = hash_time(opts)
+    verify_ms = round(statistics.mean([before["verify_ms_median"],
+                                       after["verify_ms_median"]]), 2)
+    bound = {"before": before, "after": after, "verify_ms_median": verify_ms,
+             "theoretical_login_per_s": round(1e3 / verify_ms, 2)}
+    return {"hash_time": bound, "login": login}
 
 
 def sign_in(client: Client) -> dict[str, str]:
@@ -254,7 +317,7 @@ def sign_in(client: Client) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
 
-def bastion_direct(client: Client, opts: Options) -> Result:
+def bastion_direct(client: Client, server: Server, opts: Options) -> Result:
     """What run_auth_bench does not cover: API keys, a todo page, logins against the hash bound."""
     bearer = sign_in(client)
     key = client.call("POST", "/users/me/api-keys", headers=bearer,
@@ -265,22 +328,30 @@ def bastion_direct(client: Client, opts: Options) -> Result:
     return {
         "me_api_key": client.measure("me_api_key", "/users/me", headers={"X-API-Key": key}),
         "todos": client.measure("todos", f"/todos?limit={TODOS}", headers=bearer),
-        "hash_time": hash_bound(opts),
-        "login": client.measure("login", "/auth/token", method="POST", body=login_form,
-                                headers={"Content-Type": FORM}),
+        **measure_against_hash_bound(client, server, opts, login_form),
     }
 
 
-def measure_bastion(peer: Peer, base: str, opts: Options) -> Result:
-    result = auth_bench(peer, base, opts)
-    with Client(base, opts) as client:
-        result["direct"] = bastion_direct(client, opts)
+def measure_bastion(peer: Peer, server: Server, opts: Options) -> Result:
+    result = auth_bench(peer, server, opts)
+    with Client(server.base, opts) as client:
+        result["direct"] = bastion_direct(client, server, opts)
     return result
 
 
-def measure_two_workers(peer: Peer, base: str, opts: Options) -> Result:
+def measure_login_ceiling(peer: Peer, server: Server, opts: Options) -> Result:
+    """POST /token on bench/login_ceiling.py: form, one verify in a thread, a fixed answer."""
+    login_form = urllib.parse.urlencode({"username": USERNAME, "password": PASSWORD})
+    with Client(server.base, opts) as client:
+        return {"direct": {"login": client.measure("login", "/token", method="POST",
+                                                   body=login_form,
+                                                   headers={"Content-Type": FORM},
+                                                   cpu_of=server.pid)}}
+
+
+def measure_two_workers(peer: Peer, server: Server, opts: Options) -> Result:
     """GET /users/me on `--workers 2`; wrk unpinned, so it shares the cores with the server."""
-    with Client(base, opts, wrk_cpu="") as client:
+    with Client(server.base, opts, wrk_cpu="") as client:
         return {"me": client.measure("me", "/users/me", headers=sign_in(client))}
 
 
@@ -295,9 +366,9 @@ def prompt_answer(client: Client, headers: Mapping[str, str]) -> Result:
     return {"ok": status == 200 and ms <= PROMPT_S * 1e3, "status": status, "ms": round(ms, 1)}
 
 
-def measure_overload(peer: Peer, base: str, opts: Options) -> Result:
+def measure_overload(peer: Peer, server: Server, opts: Options) -> Result:
     """GET /users/me at 32 and 256 connections, each followed by a single timed request."""
-    with Client(base, opts, wrk_timeout=OVERLOAD_WRK_TIMEOUT_S) as client:
+    with Client(server.base, opts, wrk_timeout=OVERLOAD_WRK_TIMEOUT_S) as client:
         bearer = sign_in(client)
         runs = {}
         for connections in OVERLOAD_CONNECTIONS:
@@ -312,8 +383,8 @@ def measure_peer(peer: Peer, opts: Options, where: str) -> Result:
     """Start the peer, measure it, stop it; a failure is recorded, not fatal."""
     log(f"{where}: {peer.name}")
     try:
-        with serving(peer) as base:
-            result = peer.measure(peer, base, opts)
+        with serving(peer) as server:
+            result = peer.measure(peer, server, opts)
     except (BenchError, SystemExit, subprocess.SubprocessError, OSError) as exc:
         log(f"{where}: {peer.name} FAILED: {exc}")
         return {"error": str(exc)}
@@ -340,7 +411,7 @@ def uvicorn_peer(name: str, label: str, folder: str, app: str, *, db: str = "",
                 bench_args=bench_args)
 
 
-def bastion_peer(name: str, label: str, measure: Callable[[Peer, str, Options], Result], *,
+def bastion_peer(name: str, label: str, measure: Callable[[Peer, Server, Options], Result], *,
                  workers: int = 1, cpus: str = SERVER_CPU) -> Peer:
     argv = (str(BASTION_BIN / "bastion"), "serve", "--host", HOST, "--port", "{port}",
             "--workers", str(workers))
@@ -350,11 +421,20 @@ def bastion_peer(name: str, label: str, measure: Callable[[Peer, str, Options], 
                 bench_args=auth_args("/auth/register", "/auth/token"))
 
 
+def login_ceiling_peer() -> Peer:
+    """bench/login_ceiling.py under uvicorn, with Bastion's interpreter and hash settings."""
+    argv = (str(BASTION_BIN / "python"), "-m", "uvicorn", "login_ceiling:create_app",
+            "--factory", "--app-dir", str(BENCH), "--host", HOST, "--port", "{port}",
+            "--workers", "1", "--log-level", "warning")
+    return Peer("login_ceiling", "bare FastAPI login", argv, measure_login_ceiling)
+
+
 SEED_TEMPLATE = ('{"username":"$username","email":"$email","full_name":"$full_name",'
                  '"password":"$password"}')
 ROUND_PEERS = (
     uvicorn_peer("ceiling_fastapi", "bare FastAPI", "ceiling", "app:app"),
     uvicorn_peer("ceiling_starlette", "pure Starlette", "ceiling", "app:starlette_app"),
+    login_ceiling_peer(),
     uvicorn_peer("seed_tutorial", "seed_tutorial", "seed_tutorial", "app:app",
                  db="sqlite:///{dir}/sql_app.db",
                  bench_args=auth_args("/register", "/token", template=SEED_TEMPLATE)),
@@ -433,6 +513,11 @@ def summarize(rounds: list[Result]) -> Result:
         entry["probe_stalled_rounds"] = sum(probe_ratio(r) == math.inf for r in results)
         entry["login_bound_per_s"] = median_of(
             dig(r, ("direct", "hash_time", "theoretical_login_per_s")) for r in results)
+        entry["login_cpu_ms"] = {
+            part: median_of(dig(r, ("direct", "login", "server_cpu_ms", part)) for r in results)
+            for part in ("event_loop", "busiest_thread", "rest")}
+        entry["login_verify_ms"] = median_of(
+            dig(r, ("direct", "hash_time", "verify_ms_median")) for r in results)
         entry["errors"] = wrk_errors(results)
         summary[peer.name] = entry
     return summary
@@ -526,10 +611,15 @@ def probe_cell(entry: Result) -> str:
     return num(entry["storm_idle_p99_ratio"], 1, "×")
 
 
+def table_peers(summary: Result) -> Result:
+    """The servers measured on GET / or GET me (the login ceiling has its own table)."""
+    return {name: s for name, s in summary.items() if "public" in s or "me" in s}
+
+
 def peers_table(summary: Result) -> list[str]:
     ceiling = rps(summary, "ceiling_fastapi", "public")
     rows = []
-    for name, s in summary.items():
+    for name, s in table_peers(summary).items():
         me = rps(summary, name, "me")
         rows.append([
             s["label"], num(rps(summary, name, "public")),
@@ -555,6 +645,24 @@ def bastion_table(summary: Result) -> list[str]:
     rows = [[what, num(dig(s, (run, "rps")), 1), num(dig(s, (run, "p99_ms")), 1)]
             for what, s, run in runs]
     return table(["Bastion", "req/s", "p99 ms"], rows)
+
+
+def logins_table(summary: Result) -> list[str]:
+    """Logins at 8 connections against the hash bound, with the server CPU each one took."""
+    bound = dig(summary, ("bastion", "login_bound_per_s"))
+    verify = dig(summary, ("bastion", "login_verify_ms"))
+    rows = [["hash-bound limit (1 / one Argon2id verify, in-process)", num(bound, 1), "1.00×",
+             "–", num(verify, 2), "–", "1.00"]]
+    for name, what in (("login_ceiling", "bare FastAPI login (`bench/login_ceiling.py`)"),
+                       ("bastion", "Bastion `POST /auth/token`")):
+        logins, cpu = rps(summary, name, "login_c8"), dig(summary, (name, "login_cpu_ms")) or {}
+        parts = [cpu.get(p) for p in ("event_loop", "busiest_thread", "rest")]
+        share = parts[1] / sum(parts) if None not in parts and sum(parts) else None
+        rows.append([what, num(logins, 1),
+                     num(logins / bound if logins and bound else None, 2, "×"),
+                     *(num(p, 2) for p in parts), num(share, 2)])
+    return table(["logins, 8 connections", "logins/s", "÷ hash bound", "event loop",
+                  "hashing thread", "other threads", "hashing ÷ all"], rows)
 
 
 def targets_table(targets: list[Result]) -> list[str]:
@@ -594,8 +702,19 @@ def markdown(report: Result) -> str:
         "",
         *bastion_table(report["summary"]),
         "",
-        f"Hash-bound login limit: {num(bound, 1)} logins/s (1 / median Argon2id verify at "
-        "Bastion's settings, timed in-process on CPU 0 in every round).",
+        "## Logins against the hash bound",
+        "",
+        *logins_table(report["summary"]),
+        "",
+        f"The hash-bound limit, {num(bound, 1)} logins/s, is 1 / the median Argon2id verify "
+        "at Bastion's settings, timed in-process on CPU 0 in every round. The bare FastAPI "
+        "login reads the same form and makes the same verify call in a pool sized like Bastion's "
+        "(one thread on one core), then "
+        "answers a fixed token: no database, session, audit row, throttle or signature. It is "
+        "the most a FastAPI login can do on this core. The last four columns are CPU ms per "
+        "login on the server's threads during the measured run, and the hashing thread's "
+        "share of it: the same ratio as `÷ hash bound`, taken from the same requests, so "
+        "it does not move with this machine's speed between the verify timing and the run.",
         "",
         "## Targets",
         "",
@@ -616,7 +735,7 @@ def chart(summary: Result, path: Path) -> None:
     import matplotlib.pyplot as plt
     import matplotlib.ticker
 
-    names = list(summary)
+    names = list(table_peers(summary))
     labels = [summary[n]["label"].replace(", ", ",\n") for n in names]
     fig, axes = plt.subplots(1, 2, figsize=(14, 5.5))
     for ax, figure, title in ((axes[0], "rps", "req/s (higher is better)"),
