@@ -31,7 +31,7 @@ test: $(VENV)/.installed-test chromium
 
 lint: $(VENV)/.installed-test
 	$(BIN)/pip install -q ruff mypy
-	$(BIN)/ruff check src tests
+	$(BIN)/ruff check src tests bench
 	$(BIN)/mypy src
 
 clean:

@@ -11,6 +11,7 @@ bcrypt, PyJWT, cryptography) are used.
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import platform
 import secrets
@@ -81,11 +82,11 @@ def argon2_section(n: int) -> list[str]:
     lines.append(hasher_row(label, Argon2Hasher(), n))
     lines += [
         "",
-        f"pwdlib's `Argon2Hasher()` defaults: argon2id, time_cost={d.time_cost}, "
-        f"memory_cost={d.memory_cost} KiB, parallelism={d.parallelism}, "
-        f"hash_len={d.hash_len}, salt_len={d.salt_len}. These are argon2-cffi's "
-        "RFC 9106 \"low-memory\" defaults. With p>1 the lanes run on threads, so "
-        "the default row depends on how many cores the process is allowed to use.",
+        (f"pwdlib's `Argon2Hasher()` defaults: argon2id, time_cost={d.time_cost}, "
+         f"memory_cost={d.memory_cost} KiB, parallelism={d.parallelism}, "
+         f"hash_len={d.hash_len}, salt_len={d.salt_len}. These are argon2-cffi's "
+         "RFC 9106 \"low-memory\" defaults. With p>1 the lanes run on threads, so "
+         "the default row depends on how many cores the process is allowed to use."),
     ]
     return lines
 
@@ -131,12 +132,12 @@ def jwt_section(n: int) -> list[str]:
     lines = [
         "## JWT sign and verify (PyJWT)",
         "",
-        "One access token (claims: iss, aud, sub, exp, iat, jti, sid, scope, "
-        "preferred_username; header typ=at+jwt and kid). Verify is "
-        "`jwt.decode(token, key, algorithms=[alg], audience=..., issuer=...)`, with "
-        "signature, exp, iat, aud and iss checked. Keys are already-loaded "
-        f"`cryptography` objects, not PEM. Mean over {n} iterations after 100 warm-up "
-        "calls.",
+        ("One access token (claims: iss, aud, sub, exp, iat, jti, sid, scope, "
+         "preferred_username; header typ=at+jwt and kid). Verify is "
+         "`jwt.decode(token, key, algorithms=[alg], audience=..., issuer=...)`, with "
+         "signature, exp, iat, aud and iss checked. Keys are already-loaded "
+         f"`cryptography` objects, not PEM. Mean over {n} iterations after 100 warm-up "
+         "calls."),
         "",
         "| alg | key | token bytes | verify µs | sign µs | verifies/s (1 core) |",
         "| --- | --- | ---: | ---: | ---: | ---: |",
@@ -151,13 +152,12 @@ def jwt_section(n: int) -> list[str]:
         assert decoded["sub"] == claims["sub"]
         assert jwt.get_unverified_header(token)["typ"] == "at+jwt"
 
-        def verify() -> object:
-            return jwt.decode(
-                token, verify_key, algorithms=[alg], audience=AUDIENCE, issuer=ISSUER
-            )
-
-        def sign() -> object:
-            return jwt.encode(claims, signing_key, algorithm=alg, headers=headers)
+        verify = functools.partial(
+            jwt.decode, token, verify_key, algorithms=[alg], audience=AUDIENCE, issuer=ISSUER
+        )
+        sign = functools.partial(
+            jwt.encode, claims, signing_key, algorithm=alg, headers=headers
+        )
 
         timed(verify, 100)
         verify_us = sum(timed(verify, n)) / n * 1e6
@@ -189,8 +189,8 @@ def environment_section() -> list[str]:
         "## Environment",
         "",
         f"- Date: {datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')}",
-        f"- CPU: {cpu_model()}, nproc={os.cpu_count()}, "
-        f"this process pinned to CPU(s) {affinity}",
+        (f"- CPU: {cpu_model()}, nproc={os.cpu_count()}, "
+         f"this process pinned to CPU(s) {affinity}"),
         f"- OS: {platform.platform()}",
         f"- Python {platform.python_version()} ({sys.implementation.name})",
         "- " + ", ".join(f"{name} {version(name)}" for name in libs),

@@ -16,12 +16,12 @@ import json
 import os
 import statistics
 
-from crypto_costs import PASSWORD, timed
 from pwdlib import PasswordHash
 from pwdlib.hashers.argon2 import Argon2Hasher
 from pwdlib.hashers.bcrypt import BcryptHasher
 
 from bastion.config import Settings
+from crypto_costs import PASSWORD, timed
 
 
 def main() -> None:

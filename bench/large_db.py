@@ -52,7 +52,7 @@ TODO_COLUMNS = ("id", "owner_id", "title", "done", "created_at", "updated_at")
 
 
 def seed_sqlite(path: Path, n_users: int, hashed: str) -> None:
-    stamp = lambda at: at.strftime("%Y-%m-%d %H:%M:%S.%f")  # noqa: E731 - SQLAlchemy's format
+    stamp = lambda at: at.strftime("%Y-%m-%d %H:%M:%S.%f")  # SQLAlchemy's format
     with sqlite3.connect(path) as db:
         for users, roles, todos in _rows(n_users, hashed):
             db.executemany(f"INSERT INTO users ({','.join(USER_COLUMNS)}) VALUES "
@@ -134,8 +134,8 @@ def report(results: dict[str, dict[int, dict[str, Any]]]) -> str:
     lines = [
         "# Bastion with a million users",
         "",
-        f"p50 / p99 latency (ms) with {large:,} users and {large:,} todos against {small:,}, "
-        "8 connections, every cache off (`BASTION_STATE_CACHE_TTL=0`), server pinned to CPU 0.",
+        (f"p50 / p99 latency (ms) with {large:,} users and {large:,} todos against {small:,}, "
+         "8 connections, every cache off (`BASTION_STATE_CACHE_TTL=0`), server pinned to CPU 0."),
         "",
         "| database | endpoint | p50 small | p50 large | p99 small | p99 large | p50 ratio | met (≤ 1.25×) |",
         "| --- | --- | ---: | ---: | ---: | ---: | ---: | --- |",
