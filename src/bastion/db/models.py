@@ -81,11 +81,72 @@ class User(Base):
         return sorted(link.role_name for link in self.role_links)
 
 
+class Scope(Base):
+    """A permission a token can carry; built-in ones cannot be removed."""
+
+    __tablename__ = "scopes"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    description: Mapped[str] = mapped_column(String(200))
+    builtin: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
 class Role(Base):
     __tablename__ = "roles"
 
     name: Mapped[str] = mapped_column(String(32), primary_key=True)
     description: Mapped[str] = mapped_column(String(200))
+    builtin: Mapped[bool] = mapped_column(Boolean, default=False)
+
+    scope_links: Mapped[list[RoleScope]] = relationship(
+        cascade="all, delete-orphan", passive_deletes=True, lazy="selectin"
+    )
+
+    @property
+    def scopes(self) -> list[str]:
+        return sorted(link.scope_name for link in self.scope_links)
+
+
+class RoleScope(Base):
+    __tablename__ = "role_scopes"
+
+    role_name: Mapped[str] = mapped_column(
+        ForeignKey("roles.name", ondelete="CASCADE"), primary_key=True
+    )
+    scope_name: Mapped[str] = mapped_column(
+        ForeignKey("scopes.name", ondelete="RESTRICT"), primary_key=True
+    )
+
+
+class ResourceServer(Base):
+    """An API that accepts Bastion's tokens: its identifier is their ``aud`` (RFC 8707)."""
+
+    __tablename__ = "resource_servers"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    identifier: Mapped[str] = mapped_column(String(255), unique=True)
+    name: Mapped[str] = mapped_column(String(100))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    scope_links: Mapped[list[ResourceServerScope]] = relationship(
+        cascade="all, delete-orphan", passive_deletes=True, lazy="selectin"
+    )
+
+    @property
+    def scopes(self) -> list[str]:
+        return sorted(link.scope_name for link in self.scope_links)
+
+
+class ResourceServerScope(Base):
+    __tablename__ = "resource_server_scopes"
+
+    resource_server_id: Mapped[str] = mapped_column(
+        ForeignKey("resource_servers.id", ondelete="CASCADE"), primary_key=True
+    )
+    scope_name: Mapped[str] = mapped_column(
+        ForeignKey("scopes.name", ondelete="RESTRICT"), primary_key=True
+    )
 
 
 class UserRole(Base):
@@ -138,6 +199,8 @@ class AuthSession(Base):
         ForeignKey("users.id", ondelete="CASCADE"), index=True
     )
     scopes: Mapped[str] = mapped_column(String(500))
+    # The resource server (RFC 8707) its access tokens are for; None: Bastion's own audience.
+    audience: Mapped[str | None] = mapped_column(String(255))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     last_used_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
