@@ -63,6 +63,25 @@ class Settings(BaseSettings):
     ip_max_failures: int = Field(default=30, ge=1)
     ip_failure_window: int = Field(default=60, ge=1)
 
+    # Mail (verification and password-reset links). No SMTP_URL: messages are logged.
+    smtp_url: SecretStr | None = None  # smtp://user:pass@host:587, smtps:// for implicit TLS
+    smtp_starttls: Literal["auto", "required", "off"] = "auto"
+    smtp_timeout: float = Field(default=10.0, gt=0)
+    mail_from: str = "Bastion <bastion@localhost>"
+    mail_attempts: int = Field(default=3, ge=1, le=10)
+    # Where links point: a page that posts the token (carried in the fragment) back to the API.
+    verify_email_url: str | None = None  # default: ISSUER + /verify-email
+    password_reset_url: str | None = None  # default: ISSUER + /reset-password
+    require_verified_email: bool = False
+    email_verification_ttl: int = Field(default=86_400, ge=60)
+    password_reset_ttl: int = Field(default=1_800, ge=60, le=86_400)
+    mail_max_per_address: int = Field(default=5, ge=1)  # per purpose and address, per window
+    password_reset_max_per_ip: int = Field(default=20, ge=1)
+    mail_limit_window: int = Field(default=3_600, ge=1)
+    # Second factor (TOTP)
+    totp_issuer: str = "Bastion"  # the name authenticator apps show
+    mfa_token_ttl: int = Field(default=300, ge=30, le=1_800)
+
     trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
     max_body_size: int = Field(default=65_536, ge=1024)
@@ -70,6 +89,8 @@ class Settings(BaseSettings):
     state_cache_ttl: float = Field(default=1.0, ge=0.0, le=60.0)
     key_refresh_interval: float = Field(default=30.0, ge=1.0)
     audit_retention_days: int = Field(default=365, ge=1)
+    # The todo API of the tutorial flow, a client of the public API like any app's own routes.
+    demo_todos: bool = True
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_json: bool = False
 
