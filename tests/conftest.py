@@ -4,6 +4,7 @@ an app built by the factory, and an ``api`` helper that registers and logs in su
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import itertools
 import os
 import shutil
@@ -31,9 +32,23 @@ SKIP_POSTGRES = "BASTION_TEST_POSTGRES_URL is not set: PostgreSQL runs skipped (
 SKIP_REDIS = "BASTION_TEST_REDIS_URL is not set: Redis tests skipped (CI sets it)"
 _PG_TABLES = (
     "audit_events, refresh_tokens, auth_sessions, api_keys, todos, user_roles, users, "
-    "signing_keys, instance_secrets"
+    "signing_keys, instance_secrets, resource_servers, resource_server_scopes"
 )
 _counter = itertools.count(1)
+
+
+def _seeded_role_scopes() -> dict[str, list[str]]:
+    """What the built-in roles hold after the migrations (the revision that seeds them)."""
+    path = Path(migrate.__file__).parent / "migrations/versions/0002_roles_scopes_resource_servers.py"
+    spec = importlib.util.spec_from_file_location("seed_revision", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    seeded: dict[str, list[str]] = module.BUILTIN_ROLE_SCOPES
+    return seeded
+
+
+_SEEDED_ROLE_SCOPES = _seeded_role_scopes()
 
 
 @pytest.fixture(scope="session")
@@ -85,6 +100,18 @@ async def _truncate_postgres(url: str) -> None:
     try:
         async with engine.begin() as connection:
             await connection.execute(text(f"TRUNCATE {_PG_TABLES} CASCADE"))
+            # Roles and scopes back to what the migrations seed.
+            await connection.execute(text("DELETE FROM role_scopes"))
+            await connection.execute(text("DELETE FROM roles WHERE NOT builtin"))
+            await connection.execute(text("DELETE FROM scopes WHERE NOT builtin"))
+            await connection.execute(
+                text("INSERT INTO role_scopes (role_name, scope_name) VALUES (:role, :scope)"),
+                [
+                    {"role": role, "scope": scope}
+                    for role, scopes in _SEEDED_ROLE_SCOPES.items()
+                    for scope in scopes
+                ],
+            )
     finally:
         await engine.dispose()
 

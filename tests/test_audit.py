@@ -78,6 +78,47 @@ async def _deleted(api: Api, admin: Account, user: Account) -> None:
     assert response.status_code == 204
 
 
+async def _admin_call(api: Api, admin: Account, method: str, path: str, **body: object) -> None:
+    response = await api.client.request(
+        method, path, json=body or None, headers=admin.headers
+    )
+    assert response.status_code in (200, 201, 204), response.text
+
+
+async def _scope_created(api: Api, admin: Account, user: Account) -> None:
+    await _admin_call(api, admin, "POST", "/admin/scopes", name="orders:read", description="Read")
+
+
+async def _role_created(api: Api, admin: Account, user: Account) -> None:
+    await _admin_call(api, admin, "POST", "/admin/roles", name="clerk", description="Clerks")
+
+
+async def _role_updated(api: Api, admin: Account, user: Account) -> None:
+    await _role_created(api, admin, user)
+    await _admin_call(api, admin, "PATCH", "/admin/roles/clerk", scopes=["me"])
+
+
+async def _role_deleted(api: Api, admin: Account, user: Account) -> None:
+    await _role_created(api, admin, user)
+    await _admin_call(api, admin, "DELETE", "/admin/roles/clerk")
+
+
+async def _server_created(api: Api, admin: Account, user: Account) -> str:
+    response = await api.client.post(
+        "/admin/resource-servers",
+        json={"identifier": "https://orders.example", "name": "Orders"},
+        headers=admin.headers,
+    )
+    assert response.status_code == 201, response.text
+    server_id: str = response.json()["id"]
+    return server_id
+
+
+async def _server_deleted(api: Api, admin: Account, user: Account) -> None:
+    server_id = await _server_created(api, admin, user)
+    await _admin_call(api, admin, "DELETE", f"/admin/resource-servers/{server_id}")
+
+
 ACTIONS: dict[str, Action] = {
     "register": _register,
     "login_succeeded": _login_ok,
@@ -92,6 +133,12 @@ ACTIONS: dict[str, Action] = {
     "role_changed": _role,
     "user_disabled": _disabled,
     "user_deleted": _deleted,
+    "scope_created": _scope_created,
+    "role_created": _role_created,
+    "role_updated": _role_updated,
+    "role_deleted": _role_deleted,
+    "resource_server_created": _server_created,
+    "resource_server_deleted": _server_deleted,
 }
 
 

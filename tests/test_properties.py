@@ -44,9 +44,11 @@ from bastion.api.schemas import (
     TodoIn,
     TodoPatch,
 )
-from bastion.scopes import ALL_SCOPES, ROLE_SCOPES
+from bastion.scopes import BUILTIN_ROLES, BUILTIN_SCOPES
+from bastion.services.todos import SCOPES as TODO_SCOPES
 from conftest import Account, Api
 
+KNOWN_SCOPES = {*BUILTIN_SCOPES, *(scope.name for scope in TODO_SCOPES)}
 PROPERTY = settings(
     deadline=None,
     # One app per test function is the point: examples share it (and its database).
@@ -108,8 +110,8 @@ json_values = st.recursive(
 PLAUSIBLE = {
     "username": st.from_regex(r"\A[A-Za-z0-9_.-]{3,32}\Z"),
     "email": st.emails(),
-    "scopes": st.lists(st.sampled_from(sorted(ALL_SCOPES)) | texts, max_size=4),
-    "roles": st.lists(st.sampled_from(sorted(ROLE_SCOPES)) | texts, max_size=3),
+    "scopes": st.lists(st.sampled_from(sorted(KNOWN_SCOPES)) | texts, max_size=4),
+    "roles": st.lists(st.sampled_from(BUILTIN_ROLES) | texts, max_size=3),
     "expires_in_days": st.integers(min_value=-5, max_value=4000),
     "is_active": st.booleans(),
     "done": st.booleans(),

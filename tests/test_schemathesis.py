@@ -61,11 +61,13 @@ from bastion.app import create_app
 from bastion.config import Settings
 from bastion.db.engine import transaction
 from bastion.runtime import build_runtime
-from bastion.scopes import ALL_SCOPES
+from bastion.scopes import BUILTIN_SCOPES
 from bastion.services import users
+from bastion.services.todos import SCOPES as TODO_SCOPES
 
 PASSWORD = "violet-Harbor-91-lantern"
 ADMIN = "fuzzadmin"  # the principal of every example
+ALL_SCOPES = sorted({*BUILTIN_SCOPES, *(scope.name for scope in TODO_SCOPES)})
 LEAVER = "fuzzleaver"  # an admin whose sessions the logout operations end
 CHECKS = [
     not_a_server_error,
@@ -133,7 +135,7 @@ class Target:
     def __init__(self) -> None:
         self.token = self.login(ADMIN)
         self.api_key = self.call(
-            "POST", "/users/me/api-keys", json={"name": "fuzz", "scopes": sorted(ALL_SCOPES)}
+            "POST", "/users/me/api-keys", json={"name": "fuzz", "scopes": ALL_SCOPES}
         )["key"]
 
     @staticmethod

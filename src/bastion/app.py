@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import gc
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
@@ -14,12 +10,12 @@ from fastapi.middleware.cors import CORSMiddleware
 from bastion import __version__
 from bastion.api import docs, error_handlers
 from bastion.api.middleware import BodyLimitMiddleware, SecurityHeadersMiddleware
-from bastion.api.routes import admin, api_keys, auth, meta, todos, users
+from bastion.api.started import StartedCheckMiddleware
 from bastion.config import Settings
+from bastion.embed import Bastion, bastion_routers
 from bastion.log import AccessLogMiddleware
 from bastion.metrics import MetricsMiddleware
-from bastion.runtime import Runtime, build_runtime
-from bastion.services import maintenance
+from bastion.runtime import Runtime
 
 DESCRIPTION = """Authentication and authorization for FastAPI: OAuth2 password flow,
 short-lived JWT access tokens, rotating refresh tokens, roles, scopes, API keys
@@ -42,45 +38,21 @@ def create_app(
     runtime: Runtime | None = None,
     freeze_heap_after_startup: bool = False,
 ) -> FastAPI:
-    """Build the app. The database must already be migrated (``bastion db upgrade``).
+    """Build Bastion as a service. The database must already be migrated (``bastion db upgrade``).
 
     ``runtime`` lets a caller (the tests) supply an already-built runtime;
     otherwise the lifespan builds one from ``settings`` and closes it after.
     ``freeze_heap_after_startup`` is for a process that serves only this app.
+    To add Bastion to an app of your own, use :class:`bastion.Bastion`.
     """
     settings = settings or (runtime.settings if runtime else Settings())
-
-    @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        if runtime is not None:
-            yield
-            return
-        built = await build_runtime(settings)
-        app.state.runtime = built
-        upkeep = asyncio.create_task(
-            maintenance.run_forever(
-                built.sessionmaker,
-                built.keys,
-                key_refresh_interval=settings.key_refresh_interval,
-                audit_retention_days=settings.audit_retention_days,
-            )
-        )
-        if freeze_heap_after_startup:
-            gc.collect()
-            gc.freeze()
-        try:
-            yield
-        finally:
-            upkeep.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await upkeep
-            await built.close()
-
+    bastion = Bastion(
+        settings, migrate=False, freeze_heap_after_startup=freeze_heap_after_startup
+    )
     app = FastAPI(
         title="Bastion",
         version=__version__,
         description=DESCRIPTION,
-        lifespan=lifespan,
         docs_url=None,  # served by docs.install from local assets: no CDN
         redoc_url=None,  # ReDoc would load its script from a CDN
         swagger_ui_parameters={"persistAuthorization": False},
@@ -88,11 +60,12 @@ def create_app(
     docs.install(app)
     if runtime is not None:
         app.state.runtime = runtime
-    error_handlers.install(app)
-    # Routes are matched in order: the resource API that every client calls comes first.
-    for router in (users.router, todos.router, auth.router, api_keys.router, admin.router,
-                   meta.router):
-        app.include_router(router)
+        for router in bastion_routers(settings):
+            app.include_router(router)
+        error_handlers.install(app)
+    else:
+        bastion.install(app)
+    _document_scopes(app, bastion)
     # Last added runs first: the body limit wraps everything.
     if settings.cors_origins:
         app.add_middleware(
@@ -104,6 +77,23 @@ def create_app(
         )
     app.add_middleware(SecurityHeadersMiddleware)
     app.add_middleware(BodyLimitMiddleware, max_size=settings.max_body_size)
+    app.add_middleware(StartedCheckMiddleware)
     app.add_middleware(MetricsMiddleware)
     app.add_middleware(AccessLogMiddleware)
     return app
+
+
+def _document_scopes(app: FastAPI, bastion: Bastion) -> None:
+    """List the app's declared scopes beside the built-in ones in Swagger's Authorize dialog."""
+    declared = {scope.name: scope.description for scope in bastion.scopes}
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = build()
+            flows = schema.get("components", {}).get("securitySchemes", {}).get("OAuth2", {})
+            for flow in flows.get("flows", {}).values():
+                flow["scopes"] = {**flow.get("scopes", {}), **declared}
+        return app.openapi_schema or build()
+
+    app.openapi = openapi  # type: ignore[method-assign]

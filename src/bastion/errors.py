@@ -103,6 +103,13 @@ class InvalidScope(OAuthError):
     message = "the requested scope is invalid or exceeds what was granted"
 
 
+class InvalidTarget(OAuthError):
+    """RFC 8707: the ``resource`` names no registered resource server."""
+
+    error = "invalid_target"
+    message = "the requested resource is unknown or not allowed"
+
+
 class UnsupportedGrantType(OAuthError):
     error = "unsupported_grant_type"
     message = "grant_type must be password or refresh_token"

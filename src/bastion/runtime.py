@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from redis.asyncio import Redis
@@ -20,7 +21,9 @@ from bastion.metrics import Metrics
 from bastion.security.access_tokens import AccessTokenCodec
 from bastion.security.opaque_tokens import TokenDigester
 from bastion.security.passwords import PasswordHasher, usable_cpus
-from bastion.services import instance_secrets
+from bastion.services import access_model, instance_secrets, todos
+from bastion.services.access_catalog import CATALOG, AccessCatalog
+from bastion.services.access_model import ScopeDeclaration
 from bastion.services.auth_state import AuthState
 from bastion.services.principals import PrincipalResolver
 from bastion.services.sessions import SessionPolicy
@@ -48,6 +51,7 @@ class Runtime:
     throttle: LoginThrottle
     metrics: Metrics
     todo_pages: TodoPages
+    catalog: AccessCatalog
     redis: Redis | None = None
     events: StateEvents | None = None
 
@@ -76,8 +80,21 @@ class Runtime:
         return None
 
 
-async def build_runtime(settings: Settings) -> Runtime:
-    """Connect to the database and load keys; the schema must be migrated already."""
+def application_scopes(
+    settings: Settings, extra: Iterable[ScopeDeclaration] = ()
+) -> list[ScopeDeclaration]:
+    """The scopes declared at startup: the todo demo's (when on), then the app's own."""
+    return [*(todos.SCOPES if settings.demo_todos else ()), *extra]
+
+
+async def build_runtime(
+    settings: Settings, *, scopes: Iterable[ScopeDeclaration] = ()
+) -> Runtime:
+    """Connect to the database and load keys; the schema must be migrated already.
+
+    ``scopes`` are the application's own, created when missing, after the todo
+    demo's when it is on (see :func:`bastion.services.access_model.declare_scopes`).
+    """
     engine = create_engine(settings.database_url)
     read_engine = create_read_engine(settings.database_url, engine)
     sessionmaker = create_sessionmaker(engine)
@@ -113,6 +130,12 @@ async def build_runtime(settings: Settings) -> Runtime:
     )
     digester = TokenDigester(hash_key)
     state = AuthState(read_sessionmaker, ttl=settings.state_cache_ttl)
+    catalog = AccessCatalog(read_sessionmaker, ttl=settings.state_cache_ttl)
+    state.register(CATALOG, catalog)
+    declared = application_scopes(settings, scopes)
+    if declared:
+        async with transaction(sessionmaker) as db:
+            await access_model.declare_scopes(db, state, declared)
     todo_pages = TodoPages(ttl=settings.state_cache_ttl)
     state.register(TODOS, todo_pages)
     redis_url = settings.redis_url.get_secret_value() if settings.redis_url else None
@@ -132,6 +155,7 @@ async def build_runtime(settings: Settings) -> Runtime:
         digester=digester,
         passwords=passwords,
         state=state,
+        catalog=catalog,
         policy=SessionPolicy(
             refresh_token_ttl=settings.refresh_token_ttl,
             session_max_lifetime=settings.session_max_lifetime,
@@ -141,6 +165,7 @@ async def build_runtime(settings: Settings) -> Runtime:
         codec=codec,
         digester=digester,
         state=state,
+        catalog=catalog,
         grants=grants,
         sessionmaker=sessionmaker,
         reload_keys=keys.reload_for_unknown_kid,
@@ -160,6 +185,7 @@ async def build_runtime(settings: Settings) -> Runtime:
         throttle=throttle,
         metrics=metrics,
         todo_pages=todo_pages,
+        catalog=catalog,
     )
     if redis_url:
         client = Redis.from_url(redis_url)

@@ -1,45 +1,29 @@
-"""Roles, the scopes they grant, and scope-string parsing."""
+"""The built-in scopes and roles Bastion's own endpoints rely on, and scope-string parsing.
+
+Roles and scopes are data (see :mod:`bastion.services.access_catalog`): these
+names are the ones the migrations seed and Bastion's routes demand.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 
 ME = "me"
-TODOS_READ = "todos:read"
-TODOS_WRITE = "todos:write"
-TODOS_MODERATE = "todos:moderate"
 USERS_READ = "users:read"
 USERS_WRITE = "users:write"
 AUDIT_READ = "audit:read"
+TOKENS_INTROSPECT = "tokens:introspect"
+OPENID = "openid"
 
-SCOPE_DESCRIPTIONS: dict[str, str] = {
+BUILTIN_SCOPES: dict[str, str] = {
     ME: "Read and change your own account",
-    TODOS_READ: "Read your todos",
-    TODOS_WRITE: "Create, change and delete your todos",
-    TODOS_MODERATE: "Read and delete anyone's todos",
     USERS_READ: "Read any user's profile",
-    USERS_WRITE: "Change, disable and delete users",
+    USERS_WRITE: "Change, disable and delete users; manage roles, scopes and APIs",
     AUDIT_READ: "Read the security audit trail",
+    TOKENS_INTROSPECT: "Ask whether a token is live (RFC 7662)",
 }
-ALL_SCOPES: frozenset[str] = frozenset(SCOPE_DESCRIPTIONS)
-
-_USER = frozenset({ME, TODOS_READ, TODOS_WRITE})
-_MODERATOR = _USER | {USERS_READ, TODOS_MODERATE}
-_ADMIN = _MODERATOR | {USERS_WRITE, AUDIT_READ}
-
-ROLE_SCOPES: dict[str, frozenset[str]] = {
-    "user": _USER,
-    "moderator": _MODERATOR,
-    "admin": _ADMIN,
-}
+BUILTIN_ROLES = ("user", "moderator", "admin")
 DEFAULT_ROLE = "user"
-
-
-def scopes_for_roles(roles: Iterable[str]) -> frozenset[str]:
-    granted: set[str] = set()
-    for role in roles:
-        granted |= ROLE_SCOPES.get(role, frozenset())
-    return frozenset(granted)
 
 
 def parse_scope(value: str | None) -> frozenset[str]:

@@ -20,7 +20,7 @@ from bastion.api.client_ip import client_ip
 from bastion.db.engine import transaction
 from bastion.errors import AuthenticationError, InsufficientScope
 from bastion.runtime import Runtime
-from bastion.scopes import SCOPE_DESCRIPTIONS
+from bastion.scopes import BUILTIN_SCOPES
 from bastion.services.principals import Principal
 from bastion.services.token_grants import ClientInfo
 
@@ -35,7 +35,7 @@ class _BasicScheme(HTTPBasic):
 oauth2_scheme = OAuth2PasswordBearer(
     tokenUrl="/auth/token",
     scheme_name="OAuth2",
-    scopes=SCOPE_DESCRIPTIONS,
+    scopes=BUILTIN_SCOPES,  # the app's declared scopes are added by create_app
     auto_error=False,
     description="OAuth2 password flow: a JWT access token from /auth/token.",
 )

@@ -23,7 +23,7 @@ from bastion.errors import (
     Throttled,
 )
 
-OAUTH_PATHS = frozenset({"/auth/token", "/auth/revoke"})
+OAUTH_PATHS = frozenset({"/auth/token", "/auth/revoke", "/auth/introspect"})
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 
 

@@ -116,6 +116,7 @@ class TokenForm(BaseModel):
     password: _FormSecret = None
     scope: _FormText = None
     refresh_token: _FormText = None
+    resource: _FormText = None  # RFC 8707: the API the token is for
 
 
 class RevokeForm(BaseModel):
@@ -224,3 +225,96 @@ class ServiceInfo(BaseModel):
 
 class Health(BaseModel):
     status: str
+
+
+# Roles, scopes and resource servers
+
+ScopeText = Annotated[
+    str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:/-]{0,63}$")
+]
+RoleName = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_.-]{0,31}$")]
+AccessDescription = Annotated[
+    str, Field(min_length=1, max_length=200), AfterValidator(no_controls)
+]
+ScopeList = Annotated[list[ScopeText], Field(max_length=100)]
+
+
+class ScopeIn(Input):
+    name: ScopeText
+    description: AccessDescription
+
+
+class ScopeOut(BaseModel):
+    name: str
+    description: str
+    builtin: bool
+
+
+class RoleIn(Input):
+    name: RoleName
+    description: AccessDescription
+    scopes: ScopeList = []
+
+
+class RolePatch(Input):
+    description: AccessDescription | None = None
+    scopes: ScopeList | None = None
+
+
+class RoleOut(BaseModel):
+    name: str
+    description: str
+    builtin: bool
+    scopes: list[str]
+
+
+def _absolute_uri(value: str) -> str:
+    """RFC 8707 section 2: a resource is an absolute URI without a fragment."""
+    scheme, sep, rest = value.partition(":")
+    valid_scheme = scheme[:1].isalpha() and all(ch.isalnum() or ch in "+.-" for ch in scheme)
+    if not (sep and rest and valid_scheme) or "#" in value or " " in value:
+        raise ValueError("an absolute URI without a fragment, e.g. https://orders.example.com")
+    return no_controls(value)
+
+
+class ResourceServerIn(Input):
+    identifier: Annotated[str, Field(min_length=3, max_length=255), AfterValidator(_absolute_uri)]
+    name: Annotated[str, Field(min_length=1, max_length=100), AfterValidator(no_controls)]
+    scopes: ScopeList = []
+
+
+class ResourceServerOut(BaseModel):
+    id: str
+    identifier: str
+    name: str
+    scopes: list[str]
+    created_at: datetime
+
+
+# Introspection (RFC 7662) and userinfo (OIDC Core 5.3)
+
+
+class IntrospectForm(BaseModel):
+    token: Annotated[str, Field(max_length=FORM_FIELD_MAX)]
+    token_type_hint: _FormText = None
+
+
+class IntrospectionOut(BaseModel):
+    active: bool
+    scope: str | None = None
+    sub: str | None = None
+    aud: str | None = None
+    exp: int | None = None
+    iat: int | None = None
+    iss: str | None = None
+    sid: str | None = None
+    username: str | None = None
+    client_id: str | None = None
+    token_type: str | None = None
+
+
+class UserInfoOut(BaseModel):
+    sub: str
+    preferred_username: str
+    name: str | None
+    email: str

@@ -8,6 +8,8 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import Connection
 
+from bastion.db.engine import create_engine
+
 
 def alembic_config(database_url: str) -> Config:
     config = Config()
@@ -19,6 +21,17 @@ def alembic_config(database_url: str) -> Config:
 def upgrade(database_url: str, revision: str = "head") -> None:
     """Upgrade the database at ``database_url`` (opens its own event loop)."""
     command.upgrade(alembic_config(database_url), revision)
+
+
+async def upgrade_async(database_url: str, revision: str = "head") -> None:
+    """Upgrade from inside a running event loop (an embedding app's lifespan)."""
+    engine = create_engine(database_url)
+    try:
+        async with engine.connect() as connection:
+            await connection.run_sync(upgrade_connection, database_url, revision)
+            await connection.commit()
+    finally:
+        await engine.dispose()
 
 
 def downgrade(database_url: str, revision: str) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import Any
 
@@ -45,6 +45,12 @@ class AccessClaims:
     token_id: str
     issued_at: int
     expires_at: int
+    audiences: frozenset[str]  # ``aud``: one string when Bastion issued it, maybe a list
+
+    @property
+    def audience(self) -> str:
+        """The single audience of a token Bastion issued (of a list, the first in order)."""
+        return min(self.audiences)
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,9 +90,24 @@ class AccessTokenCodec:
         self._cache: dict[str, tuple[AccessClaims, str]] = {}
         self._cache_size = cache_size
 
+    @property
+    def issuer(self) -> str:
+        return self._issuer
+
+    @property
+    def audience(self) -> str:
+        return self._audience
+
     def issue(
-        self, *, user_id: str, username: str, session_id: str, scopes: frozenset[str]
+        self,
+        *,
+        user_id: str,
+        username: str,
+        session_id: str,
+        scopes: frozenset[str],
+        audience: str | None = None,
     ) -> IssuedToken:
+        """Sign a token for ``audience`` (a resource server), by default Bastion's own."""
         key = self._key_ring().active
         now = int(time.time())
         claims = AccessClaims(
@@ -97,10 +118,11 @@ class AccessTokenCodec:
             token_id=str(uuid.uuid4()),
             issued_at=now,
             expires_at=now + self._ttl,
+            audiences=frozenset({audience or self._audience}),
         )
         payload = {
             "iss": self._issuer,
-            "aud": self._audience,
+            "aud": audience or self._audience,
             "sub": user_id,
             "exp": claims.expires_at,
             "iat": now,
@@ -117,7 +139,20 @@ class AccessTokenCodec:
         )
         return IssuedToken(token=token, expires_in=self._ttl, claims=claims)
 
-    def verify(self, token: str) -> AccessClaims:
+    def verify(self, token: str, *, audiences: Collection[str] | None = None) -> AccessClaims:
+        """The claims of a live token of ours whose ``aud`` is one of ``audiences``.
+
+        By default only Bastion's own audience is accepted: a token issued for
+        another API (RFC 8707) is refused by Bastion's endpoints.
+        """
+        claims = self._verify_any_audience(token)
+        if self._audience not in claims.audiences and (
+            audiences is None or claims.audiences.isdisjoint(audiences)
+        ):
+            raise InvalidToken("token is for another audience")
+        return claims
+
+    def _verify_any_audience(self, token: str) -> AccessClaims:
         cached = self._cache.get(token)
         if cached is not None:
             claims, kid = cached
@@ -147,10 +182,15 @@ class AccessTokenCodec:
                 token,
                 key.public_key,
                 algorithms=[key.algorithm],
-                audience=self._audience,
                 issuer=self._issuer,
                 leeway=LEEWAY_SECONDS,
-                options={"require": list(REQUIRED_CLAIMS), "verify_signature": True},
+                # ``aud`` is required here and matched by ``verify`` against the
+                # audiences its caller accepts (Bastion's own, or a resource server's).
+                options={
+                    "require": list(REQUIRED_CLAIMS),
+                    "verify_signature": True,
+                    "verify_aud": False,
+                },
             )
         except jwt.PyJWTError as exc:
             raise InvalidToken("invalid token") from exc
@@ -177,11 +217,14 @@ class AccessTokenCodec:
 
 
 def _claims_from(payload: dict[str, Any]) -> AccessClaims:
-    sub, sid, jti, scope = (payload.get(name) for name in ("sub", "sid", "jti", "scope"))
+    sub, sid, jti, scope, aud = (
+        payload.get(name) for name in ("sub", "sid", "jti", "scope", "aud")
+    )
     username = payload.get("preferred_username", "")
     exp, iat = payload.get("exp"), payload.get("iat")
     texts_ok = all(isinstance(value, str) and value for value in (sub, sid, jti))
-    if not (texts_ok and isinstance(scope, str) and isinstance(username, str)):
+    audiences = _audiences(aud)
+    if not (texts_ok and audiences and isinstance(scope, str) and isinstance(username, str)):
         raise InvalidToken("malformed claims")
     if not (isinstance(exp, int) and isinstance(iat, int)):
         raise InvalidToken("malformed claims")
@@ -193,4 +236,14 @@ def _claims_from(payload: dict[str, Any]) -> AccessClaims:
         token_id=str(jti),
         issued_at=iat,
         expires_at=exp,
+        audiences=audiences,
     )
+
+
+def _audiences(aud: object) -> frozenset[str]:
+    """RFC 7519 4.1.3: one string or a list of strings; anything else (or empty) is none."""
+    if isinstance(aud, str):
+        return frozenset({aud}) if aud else frozenset()
+    if isinstance(aud, list) and all(isinstance(item, str) and item for item in aud):
+        return frozenset(aud)
+    return frozenset()

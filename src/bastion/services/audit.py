@@ -30,6 +30,12 @@ EVENTS: Final = frozenset(
         "role_changed",
         "user_disabled",
         "user_deleted",
+        "scope_created",
+        "role_created",
+        "role_updated",
+        "role_deleted",
+        "resource_server_created",
+        "resource_server_deleted",
     }
 )
 

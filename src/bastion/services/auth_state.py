@@ -21,7 +21,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bastion.db.models import ApiKey, AuthSession, User
-from bastion.scopes import parse_scope, scopes_for_roles
+from bastion.scopes import parse_scope
 
 T = TypeVar("T")
 MAX_ENTRIES = 100_000
@@ -53,7 +53,6 @@ class UserView:
     roles: tuple[str, ...]
     is_active: bool
     created_at: datetime
-    role_scopes: frozenset[str]
 
     @classmethod
     def of(cls, user: User) -> UserView:
@@ -71,7 +70,6 @@ class UserView:
             roles=names,
             is_active=fields.is_active,
             created_at=fields.created_at,
-            role_scopes=scopes_for_roles(names),
         )
 
 

@@ -16,8 +16,14 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from bastion.db.engine import transaction
 from bastion.db.models import utcnow
 from bastion.errors import AccountDisabled, AuthenticationError, InvalidGrant, InvalidToken
-from bastion.security.access_tokens import AccessTokenCodec, UnknownKey
+from bastion.security.access_tokens import (
+    MAX_TOKEN_LENGTH,
+    AccessClaims,
+    AccessTokenCodec,
+    UnknownKey,
+)
 from bastion.security.opaque_tokens import API_KEY_PREFIX, TokenDigester
+from bastion.services.access_catalog import AccessCatalog
 from bastion.services.auth_state import AuthState, UserView
 from bastion.services.token_grants import ClientInfo, TokenGrants
 
@@ -33,6 +39,13 @@ class Principal:
     api_key_id: str | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class Introspection:
+    claims: AccessClaims
+    username: str
+    scopes: frozenset[str]  # as effective now: capped by the user's roles and the API's scopes
+
+
 class PrincipalResolver:
     def __init__(
         self,
@@ -40,6 +53,7 @@ class PrincipalResolver:
         codec: AccessTokenCodec,
         digester: TokenDigester,
         state: AuthState,
+        catalog: AccessCatalog,
         grants: TokenGrants,
         sessionmaker: async_sessionmaker[AsyncSession],
         reload_keys: Callable[[], Awaitable[bool]],
@@ -47,29 +61,49 @@ class PrincipalResolver:
         self._codec = codec
         self._digester = digester
         self._state = state
+        self._catalog = catalog
         self._grants = grants
         self._sessionmaker = sessionmaker
         self._reload_keys = reload_keys
 
-    async def from_bearer(self, token: str) -> Principal:
+    async def _live(
+        self, token: str, audiences: frozenset[str] | None = None
+    ) -> tuple[AccessClaims, UserView, frozenset[str]]:
+        """A valid token whose session and user still stand, and its effective scopes."""
         try:
-            claims = self._codec.verify(token)
+            claims = self._codec.verify(token, audiences=audiences)
         except UnknownKey:
             if not await self._reload_keys():
                 raise
-            claims = self._codec.verify(token)
+            claims = self._codec.verify(token, audiences=audiences)
         session = await self._state.session(claims.session_id)
         if session is None or session.user_id != claims.subject or not session.is_active(utcnow()):
             raise InvalidToken("the session has ended")
         user = await self._state.user(claims.subject)
         if user is None or not user.is_active:
             raise InvalidToken("the account is disabled or gone")
+        catalog = await self._catalog.current()
+        scopes = claims.scopes & catalog.scopes_for(user.roles)
+        for audience in claims.audiences & catalog.audiences:
+            scopes &= catalog.resources[audience]
+        return claims, user, scopes
+
+    async def from_bearer(self, token: str) -> Principal:
+        claims, user, scopes = await self._live(token)
         return Principal(
-            user=user,
-            scopes=claims.scopes & user.role_scopes,
-            credential="bearer",
-            session_id=session.id,
+            user=user, scopes=scopes, credential="bearer", session_id=claims.session_id
         )
+
+    async def introspect(self, token: str) -> Introspection | None:
+        """RFC 7662: what a resource server may know of a live access token; None if not live."""
+        if len(token) > MAX_TOKEN_LENGTH:
+            return None
+        catalog = await self._catalog.current()
+        try:
+            claims, user, scopes = await self._live(token, catalog.audiences)
+        except InvalidToken:
+            return None
+        return Introspection(claims=claims, username=user.username, scopes=scopes)
 
     async def from_api_key(self, key: str) -> Principal:
         if not key.startswith(API_KEY_PREFIX) or len(key) > 128:
@@ -80,9 +114,10 @@ class PrincipalResolver:
         user = await self._state.user(api_key.user_id)
         if user is None or not user.is_active:
             raise AuthenticationError("invalid API key")
+        catalog = await self._catalog.current()
         return Principal(
             user=user,
-            scopes=api_key.scopes & user.role_scopes,
+            scopes=api_key.scopes & catalog.scopes_for(user.roles),
             credential="api_key",
             api_key_id=api_key.id,
         )
@@ -95,4 +130,5 @@ class PrincipalResolver:
                 )
         except (InvalidGrant, AccountDisabled) as exc:
             raise AuthenticationError("incorrect username or password") from exc
-        return Principal(user=user, scopes=user.role_scopes, credential="basic")
+        catalog = await self._catalog.current()
+        return Principal(user=user, scopes=catalog.scopes_for(user.roles), credential="basic")

@@ -39,6 +39,7 @@ class SessionGrant:
     user_id: str
     scopes: frozenset[str]
     refresh_token: str
+    audience: str | None = None  # a resource server's identifier (RFC 8707), else Bastion's own
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +84,7 @@ async def start_session(
     scopes: frozenset[str],
     ip: str | None,
     user_agent: str | None,
+    audience: str | None = None,
 ) -> SessionGrant:
     """Open a session and its first refresh token: two Core inserts, no ORM round trip.
 
@@ -100,6 +102,7 @@ async def start_session(
                 "id": session_id,
                 "user_id": user_id,
                 "scopes": format_scope(scopes),
+                "audience": audience,
                 "created_at": now,
                 "last_used_at": now,
                 "expires_at": expires_at,
@@ -113,7 +116,10 @@ async def start_session(
         db, digester=digester, session_id=session_id, session_expires_at=expires_at,
         scopes=scopes, policy=policy, now=now,
     )
-    return SessionGrant(session_id=session_id, user_id=user_id, scopes=scopes, refresh_token=token)
+    return SessionGrant(
+        session_id=session_id, user_id=user_id, scopes=scopes, refresh_token=token,
+        audience=audience,
+    )
 
 
 async def rotate(
@@ -159,7 +165,8 @@ async def rotate(
         scopes=scopes, policy=policy, now=now,
     )
     grant = SessionGrant(
-        session_id=session.id, user_id=session.user_id, scopes=scopes, refresh_token=token
+        session_id=session.id, user_id=session.user_id, scopes=scopes, refresh_token=token,
+        audience=session.audience,
     )
     return grant, session
 

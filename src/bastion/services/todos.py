@@ -10,9 +10,21 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from bastion.db.engine import on_commit
 from bastion.db.models import Todo
 from bastion.errors import NotFound
+from bastion.services.access_model import ScopeDeclaration
 from bastion.services.auth_state import AuthState
 
 TODOS = "todos"  # the cache kind of rendered todo pages
+TODOS_READ = "todos:read"
+TODOS_WRITE = "todos:write"
+TODOS_MODERATE = "todos:moderate"
+# Declared at startup (when the demo is on), like any application declares its own.
+SCOPES = (
+    ScopeDeclaration(TODOS_READ, "Read your todos", roles=("user", "moderator", "admin")),
+    ScopeDeclaration(
+        TODOS_WRITE, "Create, change and delete your todos", roles=("user", "moderator", "admin")
+    ),
+    ScopeDeclaration(TODOS_MODERATE, "Read and delete anyone's todos", roles=("moderator", "admin")),
+)
 
 
 def _page_query() -> Select[Any]:

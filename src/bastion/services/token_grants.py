@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -13,16 +14,18 @@ from bastion.errors import (
     InvalidCredentialsGrant,
     InvalidGrant,
     InvalidScope,
+    InvalidTarget,
     InvalidToken,
     NotFound,
     RefreshTokenReused,
     Throttled,
 )
-from bastion.scopes import ALL_SCOPES, format_scope
+from bastion.scopes import format_scope
 from bastion.security.access_tokens import AccessTokenCodec
 from bastion.security.opaque_tokens import REFRESH_TOKEN_PREFIX, TokenDigester
 from bastion.security.passwords import PasswordHasher
 from bastion.services import audit, sessions, users
+from bastion.services.access_catalog import AccessCatalog, Catalog
 from bastion.services.auth_state import AuthState, UserView
 from bastion.services.sessions import SessionPolicy
 from bastion.services.throttle import LoginThrottle
@@ -42,13 +45,24 @@ class ClientInfo:
     user_agent: str | None
 
 
-def _requested(scope: str | None) -> frozenset[str] | None:
+def _requested(catalog: Catalog, scope: str | None) -> frozenset[str] | None:
     if scope is None or not scope.strip():
         return None
     requested = frozenset(scope.split())
-    if not requested <= ALL_SCOPES:
-        raise InvalidScope("unknown scope: " + " ".join(sorted(requested - ALL_SCOPES)))
+    unknown = catalog.unknown_scopes(requested)
+    if unknown:
+        raise InvalidScope("unknown scope: " + " ".join(unknown))
     return requested
+
+
+def _audience_scopes(catalog: Catalog, resource: str | None) -> frozenset[str] | None:
+    """The scopes a token for ``resource`` may carry; None for Bastion's own audience."""
+    if resource is None:
+        return None
+    scopes = catalog.resources.get(resource)
+    if scopes is None:
+        raise InvalidTarget("unknown resource: register it as a resource server first")
+    return scopes
 
 
 class TokenGrants:
@@ -61,6 +75,7 @@ class TokenGrants:
         digester: TokenDigester,
         passwords: PasswordHasher,
         state: AuthState,
+        catalog: AccessCatalog,
         policy: SessionPolicy,
         throttle: LoginThrottle,
         read_engine: AsyncEngine,
@@ -73,6 +88,7 @@ class TokenGrants:
         self.digester = digester
         self.passwords = passwords
         self.state = state
+        self.catalog = catalog
         self.policy = policy
 
     async def check_password(
@@ -132,12 +148,19 @@ class TokenGrants:
         password: str,
         scope: str | None,
         client: ClientInfo,
+        resource: str | None = None,
     ) -> TokenSet:
-        requested = _requested(scope)
+        catalog = await self.catalog.current()
+        requested = _requested(catalog, scope)
+        audience_scopes = _audience_scopes(catalog, resource)
         user = await self.check_password(
             db, identifier=identifier, password=password, client=client
         )
-        granted = user.role_scopes if requested is None else requested & user.role_scopes
+        granted = catalog.scopes_for(user.roles)
+        if requested is not None:
+            granted &= requested
+        if audience_scopes is not None:
+            granted &= audience_scopes
         grant = await sessions.start_session(
             db,
             digester=self.digester,
@@ -146,17 +169,25 @@ class TokenGrants:
             scopes=granted,
             ip=client.ip,
             user_agent=client.user_agent,
+            audience=resource,
         )
         audit.record(
             db, "login_succeeded", user_id=user.id, ip=client.ip,
             detail={"session_id": grant.session_id},
         )
-        return self._token_set(user, grant)
+        return self._token_set(catalog, user, grant)
 
     async def refresh_grant(
-        self, db: AsyncSession, *, refresh_token: str, scope: str | None, client: ClientInfo
+        self,
+        db: AsyncSession,
+        *,
+        refresh_token: str,
+        scope: str | None,
+        client: ClientInfo,
+        resource: str | None = None,
     ) -> TokenSet:
-        requested = _requested(scope)
+        catalog = await self.catalog.current()
+        requested = _requested(catalog, scope)
         if not refresh_token.startswith(REFRESH_TOKEN_PREFIX):
             raise InvalidGrant("not a refresh token")
         try:
@@ -171,15 +202,14 @@ class TokenGrants:
         except RefreshTokenReused:
             self.observe("refresh_reuse_detected")
             raise
+        if resource is not None and resource != grant.audience:
+            raise InvalidTarget("a session's tokens are for the resource it was opened for")
+        if grant.audience is not None and grant.audience not in catalog.resources:
+            raise InvalidGrant("the resource server of this session is no longer registered")
         if requested is not None:
             if not requested <= grant.scopes:
                 raise InvalidScope("the requested scope exceeds the session's")
-            grant = sessions.SessionGrant(
-                session_id=grant.session_id,
-                user_id=grant.user_id,
-                scopes=requested,
-                refresh_token=grant.refresh_token,
-            )
+            grant = dataclasses.replace(grant, scopes=requested)
         # Read through this unit of work: a second connection would wait on
         # SQLite's write lock that this transaction already holds.
         row = await db.get(User, grant.user_id)
@@ -190,7 +220,7 @@ class TokenGrants:
             db, "token_refreshed", user_id=user.id, ip=client.ip,
             detail={"session_id": grant.session_id},
         )
-        return self._token_set(user, grant)
+        return self._token_set(catalog, user, grant)
 
     async def revoke(self, db: AsyncSession, *, token: str) -> str | None:
         """RFC 7009: end the session of a known refresh or access token; silent otherwise."""
@@ -213,11 +243,16 @@ class TokenGrants:
             return None
         return ended.user_id
 
-    def _token_set(self, user: UserView, grant: sessions.SessionGrant) -> TokenSet:
-        # The effective scopes are capped by the user's current roles.
-        scopes = grant.scopes & user.role_scopes
+    def _token_set(
+        self, catalog: Catalog, user: UserView, grant: sessions.SessionGrant
+    ) -> TokenSet:
+        # The effective scopes are capped by the user's current roles (and the API's scopes).
+        scopes = grant.scopes & catalog.scopes_for(user.roles)
+        if grant.audience is not None:
+            scopes &= catalog.resources.get(grant.audience, frozenset())
         issued = self.codec.issue(
-            user_id=user.id, username=user.username, session_id=grant.session_id, scopes=scopes
+            user_id=user.id, username=user.username, session_id=grant.session_id, scopes=scopes,
+            audience=grant.audience,
         )
         return TokenSet(
             access_token=issued.token,

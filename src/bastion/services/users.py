@@ -13,11 +13,12 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from bastion.db.engine import on_commit
 from bastion.db.models import ApiKey, AuthSession, User, UserRole, utcnow
 from bastion.db.pagination import paginate
-from bastion.errors import Conflict, NotFound, PermissionDenied, PolicyViolation
-from bastion.scopes import DEFAULT_ROLE, ROLE_SCOPES
+from bastion.errors import Conflict, NotFound, PermissionDenied
+from bastion.scopes import DEFAULT_ROLE
 from bastion.security.password_policy import check_password
 from bastion.security.passwords import PasswordHasher
 from bastion.services import audit, todos
+from bastion.services.access_model import require_roles
 from bastion.services.auth_state import AuthState, UserView
 from bastion.services.sessions import revoke_user_sessions
 
@@ -109,10 +110,7 @@ async def create_user(
 ) -> User:
     """Register an account; a taken username or email (any case) is a Conflict."""
     check_password(password, username=username, email=email)
-    role_names = sorted(set(roles))
-    unknown = set(role_names) - set(ROLE_SCOPES)
-    if unknown:
-        raise PolicyViolation(f"unknown role(s): {', '.join(sorted(unknown))}")
+    role_names = await require_roles(db, roles)
     # Hash first: the availability check opens the write transaction, which
     # (on SQLite) must not stay open while a hash is computed.
     hashed = await passwords.hash(password)
@@ -211,10 +209,7 @@ async def set_roles(
     db: AsyncSession, state: AuthState, *, user: User, roles: Iterable[str], ip: str | None,
     actor_id: str,
 ) -> None:
-    wanted = sorted(set(roles))
-    unknown = set(wanted) - set(ROLE_SCOPES)
-    if unknown:
-        raise PolicyViolation(f"unknown role(s): {', '.join(sorted(unknown))}")
+    wanted = await require_roles(db, roles)
     before = user.roles
     if before == wanted:
         return

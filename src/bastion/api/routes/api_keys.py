@@ -12,7 +12,7 @@ from bastion.api.responses import errors
 from bastion.api.schemas import ApiKeyCreated, ApiKeyIn, ApiKeyOut, Page
 from bastion.db.models import ApiKey
 from bastion.errors import PolicyViolation
-from bastion.scopes import ALL_SCOPES, ME, parse_scope
+from bastion.scopes import ME, parse_scope
 from bastion.services import api_keys
 from bastion.services.principals import Principal
 
@@ -42,8 +42,9 @@ async def create_api_key(
 ) -> ApiKeyCreated:
     """Create a key; its secret ``key`` is shown in this response only."""
     requested = frozenset(body.scopes)
-    if not requested <= ALL_SCOPES:
-        raise PolicyViolation("unknown scope: " + " ".join(sorted(requested - ALL_SCOPES)))
+    unknown = (await runtime.catalog.current()).unknown_scopes(requested)
+    if unknown:
+        raise PolicyViolation("unknown scope: " + " ".join(unknown))
     key, secret = await api_keys.create_key(
         db,
         digester=runtime.digester,

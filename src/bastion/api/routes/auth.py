@@ -68,13 +68,14 @@ async def token(
             raise InvalidRequest("username and password are required")
         tokens = await runtime.grants.password_grant(
             db, identifier=form.username, password=form.password, scope=form.scope,
-            client=client,
+            client=client, resource=form.resource,
         )
     elif form.grant_type == "refresh_token":
         if not form.refresh_token:
             raise InvalidRequest("refresh_token is required")
         tokens = await runtime.grants.refresh_grant(
-            db, refresh_token=form.refresh_token, scope=form.scope, client=client
+            db, refresh_token=form.refresh_token, scope=form.scope, client=client,
+            resource=form.resource,
         )
     else:
         raise UnsupportedGrantType()

@@ -10,7 +10,6 @@ from fastapi.responses import JSONResponse, Response
 from bastion import __version__
 from bastion.api.deps import RuntimeDep
 from bastion.api.schemas import Health, ServiceInfo
-from bastion.scopes import ALL_SCOPES
 from bastion.security.access_tokens import public_jwk
 
 router = APIRouter(tags=["meta"])
@@ -58,7 +57,9 @@ async def openid_configuration(runtime: RuntimeDep) -> dict[str, Any]:
         "token_endpoint": f"{issuer}/auth/token",
         "jwks_uri": f"{issuer}/.well-known/jwks.json",
         "revocation_endpoint": f"{issuer}/auth/revoke",
-        "scopes_supported": sorted(ALL_SCOPES),
+        "introspection_endpoint": f"{issuer}/auth/introspect",
+        "userinfo_endpoint": f"{issuer}/userinfo",
+        "scopes_supported": sorted((await runtime.catalog.current()).scopes),
         "grant_types_supported": ["password", "refresh_token"],
         "response_types_supported": ["token"],
         "token_endpoint_auth_methods_supported": ["none"],

@@ -1,4 +1,9 @@
-"""Todos: the protected resource. Owners only; ``todos:moderate`` may read and delete any."""
+"""Todos: the demo resource. Owners only; ``todos:moderate`` may read and delete any.
+
+It is a client of Bastion like any application: it declares its scopes
+(:data:`bastion.services.todos.SCOPES`) and protects its routes with the
+public ``requires`` dependency. ``BASTION_DEMO_TODOS=false`` leaves it out.
+"""
 
 from __future__ import annotations
 
@@ -11,9 +16,9 @@ from bastion.api.deps import DbSession, Pagination, RuntimeDep, requires
 from bastion.api.params import ObjectId
 from bastion.api.responses import errors
 from bastion.api.schemas import Page, TodoIn, TodoOut, TodoPatch
-from bastion.scopes import TODOS_MODERATE, TODOS_READ, TODOS_WRITE
 from bastion.services import todos
 from bastion.services.principals import Principal
+from bastion.services.todos import TODOS_MODERATE, TODOS_READ, TODOS_WRITE
 
 router = APIRouter(prefix="/todos", tags=["todos"])
 Reader = Annotated[Principal, requires(TODOS_READ)]

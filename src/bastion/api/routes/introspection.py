@@ -1,0 +1,62 @@
+"""What other services ask of Bastion: token introspection (RFC 7662) and userinfo (OIDC)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Form, Response
+
+from bastion.api.deps import CurrentPrincipal, RuntimeDep, requires
+from bastion.api.responses import errors
+from bastion.api.schemas import IntrospectForm, IntrospectionOut, UserInfoOut
+from bastion.errors import InsufficientScope
+from bastion.scopes import ME, OPENID, TOKENS_INTROSPECT, format_scope
+from bastion.services.principals import Principal
+
+router = APIRouter(tags=["auth"])
+
+
+@router.post(
+    "/auth/introspect",
+    response_model=IntrospectionOut,
+    response_model_exclude_none=True,
+    responses=errors(400, 401, 403, 413, 429),
+)
+async def introspect(
+    response: Response,
+    runtime: RuntimeDep,
+    caller: Annotated[Principal, requires(TOKENS_INTROSPECT)],
+    form: Annotated[IntrospectForm, Form()],
+) -> IntrospectionOut:
+    """RFC 7662: ``active: true`` and the token's claims only while its session and user stand.
+
+    The caller authenticates with an API key (or token) carrying ``tokens:introspect``.
+    """
+    response.headers["Cache-Control"] = "no-store"
+    found = await runtime.principals.introspect(form.token)
+    if found is None:
+        return IntrospectionOut(active=False)
+    claims = found.claims
+    return IntrospectionOut(
+        active=True,
+        scope=format_scope(found.scopes),
+        sub=claims.subject,
+        aud=claims.audience,
+        exp=claims.expires_at,
+        iat=claims.issued_at,
+        iss=runtime.codec.issuer,
+        sid=claims.session_id,
+        username=found.username,
+        token_type="Bearer",
+    )
+
+
+@router.get("/userinfo", response_model=UserInfoOut, responses=errors(401, 403, 429))
+async def userinfo(principal: CurrentPrincipal) -> UserInfoOut:
+    """OpenID Connect Core 5.3: the claims of the token's user (scope ``openid`` or ``me``)."""
+    if not principal.scopes & {OPENID, ME}:
+        raise InsufficientScope(OPENID)
+    user = principal.user
+    return UserInfoOut(
+        sub=user.id, preferred_username=user.username, name=user.full_name, email=user.email
+    )

@@ -1,0 +1,91 @@
+"""The authorization model as data: scopes, what each role grants, and the registered APIs.
+
+Every request needs "which scopes do these roles grant", so the whole model
+is read in three small queries and kept as one immutable :class:`Catalog`
+snapshot for ``state_cache_ttl`` seconds. A change (over the admin API or
+the CLI) invalidates it at commit, here and, through the state fan-out, in
+every other process; without Redis another process sees it within the TTL.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from bastion.db.models import ResourceServer, ResourceServerScope, RoleScope, Scope
+from bastion.db.models import Role as RoleRow
+from bastion.services.auth_state import TtlCache
+
+CATALOG = "catalog"  # the cache kind, for invalidation and fan-out
+
+
+@dataclass(frozen=True)
+class Catalog:
+    """One consistent view of the scopes, roles and resource servers."""
+
+    scopes: Mapping[str, str]  # name -> description
+    roles: Mapping[str, frozenset[str]]  # role -> the scopes it grants
+    resources: Mapping[str, frozenset[str]]  # resource server identifier -> its scopes
+    _granted: dict[tuple[str, ...], frozenset[str]] = field(default_factory=dict, repr=False)
+
+    def scopes_for(self, roles: tuple[str, ...]) -> frozenset[str]:
+        """The union of what ``roles`` grant (unknown roles grant nothing)."""
+        granted = self._granted.get(roles)
+        if granted is None:
+            granted = frozenset().union(*(self.roles.get(role, ()) for role in roles))
+            self._granted[roles] = granted
+        return granted
+
+    def unknown_scopes(self, names: Iterable[str]) -> list[str]:
+        return sorted(set(names) - self.scopes.keys())
+
+    @property
+    def audiences(self) -> frozenset[str]:
+        return frozenset(self.resources)
+
+
+async def load_catalog(db: AsyncSession) -> Catalog:
+    scopes = {row.name: row.description for row in await db.scalars(select(Scope))}
+    roles: dict[str, set[str]] = {name: set() for name in await db.scalars(select(RoleRow.name))}
+    for role_name, scope_name in await db.execute(select(RoleScope.role_name, RoleScope.scope_name)):
+        roles[role_name].add(scope_name)
+    resources: dict[str, set[str]] = {}
+    linked = select(ResourceServer.identifier, ResourceServerScope.scope_name).outerjoin(
+        ResourceServerScope, ResourceServerScope.resource_server_id == ResourceServer.id
+    )
+    for identifier, scope_name in await db.execute(linked):
+        names = resources.setdefault(identifier, set())
+        if scope_name is not None:
+            names.add(scope_name)
+    return Catalog(
+        scopes=scopes,
+        roles={name: frozenset(granted) for name, granted in roles.items()},
+        resources={name: frozenset(granted) for name, granted in resources.items()},
+    )
+
+
+class AccessCatalog:
+    """The current :class:`Catalog`, reloaded when invalidated or older than ``ttl``."""
+
+    def __init__(self, sessionmaker: async_sessionmaker[AsyncSession], *, ttl: float) -> None:
+        self._sessionmaker = sessionmaker
+        self._cache: TtlCache[Catalog] = TtlCache(ttl)
+
+    async def current(self) -> Catalog:
+        catalog = await self._cache.get(CATALOG, self._load)
+        assert catalog is not None
+        return catalog
+
+    async def _load(self, _key: str) -> Catalog:
+        async with self._sessionmaker() as db:
+            return await load_catalog(db)
+
+    # The Invalidatable protocol of AuthState: any change drops the whole snapshot.
+    def invalidate(self, key: str) -> None:
+        self._cache.clear()
+
+    def clear(self) -> None:
+        self._cache.clear()
