@@ -12,6 +12,7 @@ import typer
 from pydantic import ValidationError
 
 from bastion.api.schemas import RegisterIn
+from bastion.cli_access import roles_app, scopes_app, servers_app
 from bastion.config import Settings
 from bastion.db import migrate
 from bastion.db.engine import create_engine, create_sessionmaker, transaction
@@ -29,6 +30,9 @@ users_app = typer.Typer(help="Accounts.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(keys_app, name="keys")
 app.add_typer(users_app, name="users")
+app.add_typer(scopes_app, name="scopes")
+app.add_typer(roles_app, name="roles")
+app.add_typer(servers_app, name="resource-servers")
 
 
 def _settings() -> Settings:

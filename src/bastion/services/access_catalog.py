@@ -46,6 +46,17 @@ class Catalog:
     def audiences(self) -> frozenset[str]:
         return frozenset(self.resources)
 
+    def allowed_for(self, audience: str | None) -> frozenset[str]:
+        """The scopes a token for ``audience`` may carry.
+
+        A registered API's tokens carry its scopes only; Bastion's own tokens
+        (``audience`` None) carry every scope that no registered API owns.
+        """
+        if audience is not None:
+            return self.resources.get(audience, frozenset())
+        owned = frozenset().union(*self.resources.values())
+        return frozenset(self.scopes) - owned
+
 
 async def load_catalog(db: AsyncSession) -> Catalog:
     scopes = {row.name: row.description for row in await db.scalars(select(Scope))}

@@ -27,6 +27,16 @@ from bastion.services.auth_state import AuthState
 SCOPE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:/-]{0,63}")
 ROLE_NAME = re.compile(r"[a-z0-9][a-z0-9_.-]{0,31}")
 ADMIN_ROLE = "admin"
+RESOURCE_IDENTIFIER_RULE = "an absolute URI without a fragment, e.g. https://orders.example.com"
+
+
+def is_resource_identifier(value: str) -> bool:
+    """RFC 8707 section 2: a resource is an absolute URI without a fragment."""
+    scheme, sep, rest = value.partition(":")
+    valid_scheme = scheme[:1].isalpha() and all(ch.isalnum() or ch in "+.-" for ch in scheme)
+    return bool(sep and rest and valid_scheme) and value.isprintable() and not (
+        set(value) & {"#", " "}
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -248,6 +258,8 @@ async def create_resource_server(
     db: AsyncSession, state: AuthState, *, identifier: str, name: str, scopes: Iterable[str],
     ip: str | None, actor_id: str | None,
 ) -> ResourceServer:
+    if not is_resource_identifier(identifier) or len(identifier) > 255:
+        raise PolicyViolation(f"invalid resource identifier: {RESOURCE_IDENTIFIER_RULE}")
     granted = await require_scopes(db, scopes)
     server = ResourceServer(
         identifier=identifier,

@@ -89,3 +89,10 @@ class StateEvents:
         kind, key = event.get("k"), event.get("v")
         if isinstance(kind, str) and (kind in self._state.kinds or kind == "*") and isinstance(key, str):
             self._state.invalidate(kind, key, broadcast=False)
+
+
+async def announce(client: redis.Redis, changes: list[tuple[str, str]]) -> None:
+    """Tell every running process of changes made outside them (by the CLI, say)."""
+    origin = secrets.token_hex(8)
+    for kind, key in changes:
+        await client.publish(CHANNEL, json.dumps({"o": origin, "k": kind, "v": key}))

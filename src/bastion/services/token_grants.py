@@ -55,14 +55,9 @@ def _requested(catalog: Catalog, scope: str | None) -> frozenset[str] | None:
     return requested
 
 
-def _audience_scopes(catalog: Catalog, resource: str | None) -> frozenset[str] | None:
-    """The scopes a token for ``resource`` may carry; None for Bastion's own audience."""
-    if resource is None:
-        return None
-    scopes = catalog.resources.get(resource)
-    if scopes is None:
+def _check_resource(catalog: Catalog, resource: str | None) -> None:
+    if resource is not None and resource not in catalog.resources:
         raise InvalidTarget("unknown resource: register it as a resource server first")
-    return scopes
 
 
 class TokenGrants:
@@ -152,15 +147,13 @@ class TokenGrants:
     ) -> TokenSet:
         catalog = await self.catalog.current()
         requested = _requested(catalog, scope)
-        audience_scopes = _audience_scopes(catalog, resource)
+        _check_resource(catalog, resource)
         user = await self.check_password(
             db, identifier=identifier, password=password, client=client
         )
-        granted = catalog.scopes_for(user.roles)
+        granted = catalog.scopes_for(user.roles) & catalog.allowed_for(resource)
         if requested is not None:
             granted &= requested
-        if audience_scopes is not None:
-            granted &= audience_scopes
         grant = await sessions.start_session(
             db,
             digester=self.digester,
@@ -247,9 +240,7 @@ class TokenGrants:
         self, catalog: Catalog, user: UserView, grant: sessions.SessionGrant
     ) -> TokenSet:
         # The effective scopes are capped by the user's current roles (and the API's scopes).
-        scopes = grant.scopes & catalog.scopes_for(user.roles)
-        if grant.audience is not None:
-            scopes &= catalog.resources.get(grant.audience, frozenset())
+        scopes = grant.scopes & catalog.scopes_for(user.roles) & catalog.allowed_for(grant.audience)
         issued = self.codec.issue(
             user_id=user.id, username=user.username, session_id=grant.session_id, scopes=scopes,
             audience=grant.audience,
