@@ -74,6 +74,8 @@ async def test_the_readme_snippet_protects_a_route_of_its_own(
         assert (await client.get("/users/me", headers=headers)).status_code == 200
         schema = (await client.get("/openapi.json")).json()
         assert "/orders" in schema["paths"] and "/auth/token" in schema["paths"]
+        flows = schema["components"]["securitySchemes"]["OAuth2"]["flows"]
+        assert flows["password"]["scopes"]["orders:read"] == "Read orders"
 
 
 async def test_install_keeps_the_apps_own_lifespan(tmp_path: Path) -> None:

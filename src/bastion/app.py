@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
@@ -63,9 +61,9 @@ def create_app(
         for router in bastion_routers(settings):
             app.include_router(router)
         error_handlers.install(app)
+        bastion.document_scopes(app)
     else:
         bastion.install(app)
-    _document_scopes(app, bastion)
     # Last added runs first: the body limit wraps everything.
     if settings.cors_origins:
         app.add_middleware(
@@ -81,19 +79,3 @@ def create_app(
     app.add_middleware(AccessLogMiddleware)
     app.add_middleware(StartedCheckMiddleware)  # outermost: the others need the runtime
     return app
-
-
-def _document_scopes(app: FastAPI, bastion: Bastion) -> None:
-    """List the app's declared scopes beside the built-in ones in Swagger's Authorize dialog."""
-    declared = {scope.name: scope.description for scope in bastion.scopes}
-    build = app.openapi
-
-    def openapi() -> dict[str, Any]:
-        if app.openapi_schema is None:
-            schema = build()
-            flows = schema.get("components", {}).get("securitySchemes", {}).get("OAuth2", {})
-            for flow in flows.get("flows", {}).values():
-                flow["scopes"] = {**flow.get("scopes", {}), **declared}
-        return app.openapi_schema or build()
-
-    app.openapi = openapi  # type: ignore[method-assign]

@@ -104,6 +104,7 @@ class Bastion:
         for router in bastion_routers(self.settings):
             app.include_router(router, prefix=prefix)
         error_handlers.install(app)
+        self.document_scopes(app)
         inner = app.router.lifespan_context
 
         @asynccontextmanager
@@ -112,6 +113,21 @@ class Bastion:
                 yield state
 
         app.router.lifespan_context = lifespan
+
+    def document_scopes(self, app: FastAPI) -> None:
+        """List the declared scopes beside the built-in ones in Swagger's Authorize dialog."""
+        declared = {scope.name: scope.description for scope in self.scopes}
+        build = app.openapi
+
+        def openapi() -> dict[str, Any]:
+            if app.openapi_schema is None:
+                schema = build()
+                schemes = schema.get("components", {}).get("securitySchemes", {})
+                for flow in schemes.get("OAuth2", {}).get("flows", {}).values():
+                    flow["scopes"] = {**flow.get("scopes", {}), **declared}
+            return app.openapi_schema or build()
+
+        app.openapi = openapi  # type: ignore[method-assign]
 
     def lifespan(self, app: FastAPI) -> AbstractAsyncContextManager[None]:
         """Start Bastion for ``app`` (``app.state.runtime``) and stop it afterwards."""
