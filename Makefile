@@ -13,8 +13,8 @@ $(VENV)/.installed-run: $(BIN)/python pyproject.toml
 	$(BIN)/pip install -q -e .
 	touch $@
 
-$(VENV)/.installed-test: $(BIN)/python pyproject.toml
-	$(BIN)/pip install -q -e '.[test]'
+$(VENV)/.installed-test: $(BIN)/python pyproject.toml packages/bastion-resource/pyproject.toml
+	$(BIN)/pip install -q -e '.[test]' -e packages/bastion-resource
 	touch $@
 
 run: $(VENV)/.installed-run
@@ -31,8 +31,9 @@ test: $(VENV)/.installed-test chromium
 
 lint: $(VENV)/.installed-test
 	$(BIN)/pip install -q ruff mypy
-	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff check src tests bench packages examples
 	$(BIN)/mypy src
+	$(BIN)/mypy packages/bastion-resource/src packages/bastion-resource/tests
 
 clean:
 	rm -rf $(VENV) .pytest_cache bastion.db bastion.db-*
