@@ -164,7 +164,8 @@ def test_the_cli_refuses_unknown_names_in_one_line(tmp_path: Path, args: tuple[s
     migrate.upgrade(url)
     result = _cli(url, *args)
     assert result.exit_code == 1
-    assert result.output.startswith("error: ") and result.output.count("\n") == 1, result.output
+    database, error = result.output.splitlines()
+    assert database.startswith("database: ") and error.startswith("error: "), result.output
 
 
 def test_users_create_with_an_unknown_role_is_refused(tmp_path: Path) -> None:

@@ -13,6 +13,7 @@ from pydantic import ValidationError
 
 from bastion.api.schemas import RegisterIn
 from bastion.cli_access import roles_app, scopes_app, servers_app
+from bastion.cli_support import fail, load_settings, use_database
 from bastion.config import Settings
 from bastion.db import migrate
 from bastion.db.engine import create_engine, create_sessionmaker, transaction
@@ -22,6 +23,7 @@ from bastion.log import configure_logging
 from bastion.scopes import DEFAULT_ROLE
 from bastion.security.passwords import PasswordHasher
 from bastion.services import signing_keys, users
+from bastion.services.signing_keys import NoActiveKey
 
 app = typer.Typer(help="Bastion: authentication and authorization for FastAPI.", no_args_is_help=True)
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
@@ -35,8 +37,11 @@ app.add_typer(roles_app, name="roles")
 app.add_typer(servers_app, name="resource-servers")
 
 
-def _settings() -> Settings:
-    return Settings()
+def _settings(*, must_exist: bool = True) -> Settings:
+    """The settings and a check of the database this command will use (see cli_support)."""
+    settings = load_settings()
+    use_database(settings, must_exist=must_exist)
+    return settings
 
 
 async def _prepare(settings: Settings) -> None:
@@ -58,7 +63,11 @@ def serve(
     """Migrate the database, create a signing key if needed, and serve the API."""
     import uvicorn
 
-    settings = _settings()
+    settings = _settings(must_exist=False)
+    if "issuer" not in settings.model_fields_set:
+        # Tokens name the address actually served, not a default port.
+        os.environ["BASTION_ISSUER"] = f"http://{host}:{port}"
+        settings = load_settings()
     configure_logging(level=settings.log_level, json_lines=settings.log_json)
     if workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         # Each worker writes its metric samples here; /metrics adds them up.
@@ -83,14 +92,25 @@ def serve(
 @db_app.command("upgrade")
 def db_upgrade(revision: Annotated[str, typer.Argument()] = "head") -> None:
     """Apply migrations up to REVISION (default: the newest)."""
-    migrate.upgrade(_settings().database_url, revision)
+    migrate.upgrade(_settings(must_exist=False).database_url, revision)
     typer.echo("database is up to date")
 
 
 @db_app.command("downgrade")
-def db_downgrade(revision: Annotated[str, typer.Argument()]) -> None:
+def db_downgrade(
+    revision: Annotated[str, typer.Argument()],
+    yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation.")] = False,
+) -> None:
     """Revert migrations down to REVISION (``base`` removes everything)."""
-    migrate.downgrade(_settings().database_url, revision)
+    settings = _settings()
+    if not yes:
+        typer.confirm(
+            f"Revert the database to {revision}? Data in the dropped tables and columns is lost",
+            abort=True,
+            err=True,
+        )
+    migrate.downgrade(settings.database_url, revision)
+    typer.echo(f"database is at {revision}")
 
 
 @keys_app.command("rotate")
@@ -132,7 +152,10 @@ def keys_list() -> None:
             status = "active" if key is ring.active else f"retired until {key.publish_until}"
             typer.echo(f"{key.kid}  {key.algorithm}  {status}")
 
-    asyncio.run(run())
+    try:
+        asyncio.run(run())
+    except NoActiveKey:
+        fail("no signing key yet: `bastion serve` or `bastion keys rotate` makes one")
 
 
 @users_app.command("create")
@@ -181,7 +204,6 @@ def users_create(
         finally:
             await engine.dispose()
 
-    migrate.upgrade(settings.database_url)
     try:
         user_id = asyncio.run(run())
     except BastionError as exc:

@@ -15,7 +15,7 @@ import typer
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bastion.config import Settings
+from bastion.cli_support import load_settings, use_database
 from bastion.db.engine import create_engine, create_sessionmaker, transaction
 from bastion.errors import BastionError
 from bastion.services import access_model, state_events
@@ -34,7 +34,8 @@ Description = Annotated[str, typer.Option(help="What it is for.")]
 
 def _run(work: Callable[[AsyncSession, AuthState], Awaitable[T]]) -> T:
     """Run ``work`` in one transaction; announce the changes it made; errors in one line."""
-    settings = Settings()
+    settings = load_settings()
+    use_database(settings)
 
     async def run() -> T:
         engine = create_engine(settings.database_url)

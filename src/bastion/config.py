@@ -24,6 +24,7 @@ _PLACEHOLDER_SECRETS = frozenset(
 )
 
 JwtAlgorithm = Literal["ES256", "EdDSA", "RS256"]
+DEFAULT_REDIS_TIMEOUT = 0.25  # seconds
 
 
 def _split_list(value: object) -> object:
@@ -41,6 +42,8 @@ class Settings(BaseSettings):
 
     database_url: str = "sqlite+aiosqlite:///./bastion.db"
     redis_url: SecretStr | None = None
+    # Seconds for every Redis connect and reply: a stopped or frozen Redis must not hold a request.
+    redis_timeout: float = Field(default=DEFAULT_REDIS_TIMEOUT, gt=0, le=30)
     issuer: str = "http://127.0.0.1:8000"
     audience: str = "bastion"
     jwt_algorithm: JwtAlgorithm = "ES256"
@@ -93,6 +96,17 @@ class Settings(BaseSettings):
     demo_todos: bool = True
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_json: bool = False
+
+    @field_validator("database_url")
+    @classmethod
+    def _async_driver(cls, value: str) -> str:
+        if value.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
+            return value
+        scheme = value.partition("://")[0] or "(none)"
+        raise ValueError(
+            f"the URL scheme {scheme[:40]!r} is not supported: use sqlite+aiosqlite:///path.db "
+            "or postgresql+asyncpg://user@host/db"
+        )
 
     @field_validator("trusted_proxies", "cors_origins", mode="before")
     @classmethod

@@ -58,6 +58,10 @@ async def purge_expired_keys(db: AsyncSession, *, now: datetime) -> int:
     return int(getattr(result, "rowcount", 0) or 0)
 
 
+class NoActiveKey(RuntimeError):
+    """The database holds no active signing key (none was made yet)."""
+
+
 async def load_key_ring(db: AsyncSession, *, now: datetime) -> KeyRing:
     rows = (
         await db.scalars(
@@ -80,7 +84,7 @@ async def load_key_ring(db: AsyncSession, *, now: datetime) -> KeyRing:
         if not key.retired:
             active = key
     if active is None:
-        raise RuntimeError("no active signing key; run `bastion db upgrade` and start again")
+        raise NoActiveKey("no active signing key; run `bastion db upgrade` and start again")
     return KeyRing(active=active, keys=keys)
 
 
