@@ -39,6 +39,11 @@ async def test_migrations_upgrade_downgrade_upgrade(database_url: str) -> None:
     )
 
 
+async def test_metrics_are_off_unless_configured(api: Api) -> None:
+    assert (await api.client.get("/metrics")).status_code == 404
+
+
+@pytest.mark.parametrize("settings_overrides", [{"metrics": True}])
 async def test_metrics_count_requests_and_logins(api: Api) -> None:
     alice = await api.account()
     await api.login(alice.username, "Wrong-password-1")

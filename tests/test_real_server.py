@@ -96,7 +96,7 @@ def test_two_instances_share_tokens_logout_and_throttling(
 
 def test_workers_share_signing_keys(tmp_path: Path) -> None:
     """``--workers 2``: any worker accepts a token issued by any other."""
-    with running_server(tmp_path, workers=2) as server:
+    with running_server(tmp_path, workers=2, BASTION_METRICS="true") as server:
         register(server.base, "multi")
         tokens = [login(server.base, "multi")["access_token"] for _ in range(4)]
         for token in tokens:

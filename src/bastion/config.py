@@ -96,6 +96,7 @@ class Settings(BaseSettings):
     demo_todos: bool = True
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_json: bool = False
+    metrics: bool = False  # serve Prometheus metrics at /metrics (expose it to the scraper only)
 
     @field_validator("database_url")
     @classmethod

@@ -48,6 +48,8 @@ def bastion_routers(settings: Settings) -> list[APIRouter]:
         auth.router, introspection.router, api_keys.router, admin.router, access.router,
         meta.router,
     ]
+    if settings.metrics:
+        routers.append(meta.metrics_router)
     return routers
 
 

@@ -44,6 +44,10 @@ def _checked_email(value: str) -> str:
 Username = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.-]{3,32}$")]
 Email = Annotated[EmailStr, Field(max_length=320), AfterValidator(_checked_email)]
 Password = Annotated[str, Field(max_length=1024), AfterValidator(_no_controls_but_lines)]
+# A password being chosen: the schema states the policy's length (8-256) so clients see it.
+NewPassword = Annotated[
+    str, Field(min_length=8, max_length=256), AfterValidator(_no_controls_but_lines)
+]
 FullName = Annotated[str, Field(min_length=1, max_length=200), AfterValidator(no_controls)]
 Title = Annotated[str, Field(min_length=1, max_length=200), AfterValidator(no_controls)]
 Description = Annotated[str, Field(max_length=2000), AfterValidator(_no_controls_but_lines)]
@@ -68,9 +72,24 @@ class Page(BaseModel, Generic[T]):
 
 
 class RegisterIn(Input):
+    """A new account. The example works as given (once: usernames are unique)."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "username": "ada",
+                    "email": "ada@example.com",
+                    "password": "correct-Horse-battery-42",
+                    "full_name": "Ada Lovelace",
+                }
+            ]
+        }
+    )
+
     username: Username
     email: Email
-    password: Password
+    password: NewPassword
     full_name: FullName | None = None
 
 
@@ -93,7 +112,7 @@ class ProfilePatch(Input):
 
 class PasswordChange(Input):
     current_password: Password
-    new_password: Password
+    new_password: NewPassword
 
 
 class AccountDeletion(Input):

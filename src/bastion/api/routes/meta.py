@@ -37,7 +37,11 @@ async def readyz(runtime: RuntimeDep) -> Any:
     return Health(status="ok")
 
 
-@router.get("/metrics", include_in_schema=False)
+# Only with BASTION_METRICS on: what it shows (routes, login outcomes) is for the scraper.
+metrics_router = APIRouter(tags=["meta"])
+
+
+@metrics_router.get("/metrics", include_in_schema=False)
 async def metrics(runtime: RuntimeDep) -> Response:
     body, content_type = runtime.metrics.render()
     return Response(body, media_type=content_type)
