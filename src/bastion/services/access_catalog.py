@@ -30,6 +30,14 @@ class Catalog:
     roles: Mapping[str, frozenset[str]]  # role -> the scopes it grants
     resources: Mapping[str, frozenset[str]]  # resource server identifier -> its scopes
     _granted: dict[tuple[str, ...], frozenset[str]] = field(default_factory=dict, repr=False)
+    # Derived once per snapshot: read on every request.
+    audiences: frozenset[str] = field(init=False)
+    own_scopes: frozenset[str] = field(init=False)  # scopes no registered API owns
+
+    def __post_init__(self) -> None:
+        owned = frozenset().union(*self.resources.values())
+        object.__setattr__(self, "audiences", frozenset(self.resources))
+        object.__setattr__(self, "own_scopes", frozenset(self.scopes) - owned)
 
     def scopes_for(self, roles: tuple[str, ...]) -> frozenset[str]:
         """The union of what ``roles`` grant (unknown roles grant nothing)."""
@@ -42,10 +50,6 @@ class Catalog:
     def unknown_scopes(self, names: Iterable[str]) -> list[str]:
         return sorted(set(names) - self.scopes.keys())
 
-    @property
-    def audiences(self) -> frozenset[str]:
-        return frozenset(self.resources)
-
     def allowed_for(self, audience: str | None) -> frozenset[str]:
         """The scopes a token for ``audience`` may carry.
 
@@ -54,8 +58,7 @@ class Catalog:
         """
         if audience is not None:
             return self.resources.get(audience, frozenset())
-        owned = frozenset().union(*self.resources.values())
-        return frozenset(self.scopes) - owned
+        return self.own_scopes
 
 
 async def load_catalog(db: AsyncSession) -> Catalog:
