@@ -7,10 +7,10 @@ from typing import Any
 
 import httpx
 import pytest
-from kit_app import orders_app
-from kit_support import API_KEY, AUDIENCE, ISSUER, FakeBastion, SigningKey
 
 from bastion_resource import BastionResource
+from tests.kit_app import orders_app
+from tests.kit_support import API_KEY, AUDIENCE, ISSUER, FakeBastion, SigningKey
 
 
 @pytest.fixture

@@ -13,7 +13,8 @@ import httpx
 import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
-from kit_support import SigningKey, standard_claims
+
+from tests.kit_support import SigningKey, standard_claims
 
 ForgeToken = Callable[[SigningKey], str]
 

@@ -8,11 +8,11 @@ from collections.abc import Callable
 
 import httpx
 import pytest
-from kit_app import orders_app
-from kit_support import API_KEY, ISSUER, FakeBastion, SigningKey
 
 from bastion_resource import BastionResource
 from bastion_resource.introspection import IntrospectionCredential
+from tests.kit_app import orders_app
+from tests.kit_support import API_KEY, ISSUER, FakeBastion, SigningKey
 
 
 def bearer(token: str) -> dict[str, str]:

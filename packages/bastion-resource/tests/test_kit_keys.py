@@ -7,11 +7,11 @@ from collections.abc import Callable
 from typing import Any
 
 import httpx
-from kit_app import orders_app
-from kit_support import FakeBastion, SigningKey
 
 from bastion_resource import BastionResource
 from bastion_resource.keys import parse_jwks
+from tests.kit_app import orders_app
+from tests.kit_support import FakeBastion, SigningKey
 
 
 def bearer(token: str) -> dict[str, str]:

@@ -6,10 +6,10 @@ import time
 from collections.abc import Callable
 
 import httpx
-from kit_app import orders_app
-from kit_support import AUDIENCE, ISSUER, FakeBastion, SigningKey
 
 from bastion_resource import BastionResource
+from tests.kit_app import orders_app
+from tests.kit_support import AUDIENCE, ISSUER, FakeBastion, SigningKey
 
 
 def bearer(token: str) -> dict[str, str]:
