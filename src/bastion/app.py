@@ -11,7 +11,7 @@ from bastion.api.middleware import BodyLimitMiddleware, SecurityHeadersMiddlewar
 from bastion.api.started import StartedCheckMiddleware
 from bastion.config import Settings
 from bastion.embed import Bastion, bastion_routers
-from bastion.log import AccessLogMiddleware
+from bastion.log import AccessLogMiddleware, configure_logging
 from bastion.metrics import MetricsMiddleware
 from bastion.runtime import Runtime
 
@@ -23,11 +23,15 @@ and HTTP Basic. Use **Authorize** with your username and password."""
 def create_server_app() -> FastAPI:
     """The app as ``bastion serve`` runs it, one per worker process it owns.
 
-    Once started, the process's heap (modules, compiled SQL, the runtime) is
-    frozen out of garbage collection: a full collection would otherwise walk
-    it again and again, a pause of tens of milliseconds under load.
+    Each worker configures its own logging (``--workers N`` starts processes that
+    inherit none of the parent's). Once started, the process's heap (modules,
+    compiled SQL, the runtime) is frozen out of garbage collection: a full
+    collection would otherwise walk it again and again, a pause of tens of
+    milliseconds under load.
     """
-    return create_app(Settings(), freeze_heap_after_startup=True)
+    settings = Settings()
+    configure_logging(level=settings.log_level, json_lines=settings.log_json)
+    return create_app(settings, freeze_heap_after_startup=True)
 
 
 def create_app(

@@ -68,6 +68,15 @@ class Throttled(BastionError):
         self.retry_after = max(1, int(retry_after))
 
 
+class ServiceUnavailable(BastionError):
+    """A dependency (the database, Redis) does not answer or refuses the work; try again soon."""
+
+    def __init__(self, dependency: str, *, retry_after: int = 5) -> None:
+        super().__init__(f"the {dependency} is unavailable; try again shortly")
+        self.dependency = dependency
+        self.retry_after = max(1, int(retry_after))
+
+
 class OAuthError(BastionError):
     """An RFC 6749 section 5.2 error of the token or revocation endpoint."""
 

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from collections.abc import Iterable
 from dataclasses import dataclass
 
 from redis.asyncio import Redis
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from bastion.config import Settings
+from bastion.db import probe
 from bastion.db.engine import (
     create_engine,
     create_read_engine,
@@ -18,6 +19,7 @@ from bastion.db.engine import (
     transaction,
 )
 from bastion.metrics import Metrics
+from bastion.redis_client import create_client
 from bastion.security.access_tokens import AccessTokenCodec
 from bastion.security.opaque_tokens import TokenDigester
 from bastion.security.passwords import PasswordHasher, usable_cpus
@@ -33,6 +35,8 @@ from bastion.services.throttle import LoginThrottle, create_storage
 from bastion.services.todo_pages import TodoPages
 from bastion.services.todos import TODOS
 from bastion.services.token_grants import TokenGrants
+
+READY_TIMEOUT = 2.0  # seconds /readyz waits for the database before calling it down
 
 
 @dataclass(frozen=True)
@@ -66,10 +70,11 @@ class Runtime:
         await self.engine.dispose()
 
     async def unready(self) -> str | None:
-        """The name of the first dependency that does not answer, or None."""
+        """The name of the first dependency that does not answer or refuses writes, or None."""
         try:
-            async with self.engine.connect() as connection:
-                await connection.execute(text("SELECT 1"))
+            async with asyncio.timeout(READY_TIMEOUT):
+                if not await probe.accepts_writes(self.engine):
+                    return "database"
         except Exception:  # noqa: BLE001 - any failure means "not ready"
             return "database"
         if self.redis is not None:
@@ -140,7 +145,7 @@ async def build_runtime(
     state.register(TODOS, todo_pages)
     redis_url = settings.redis_url.get_secret_value() if settings.redis_url else None
     throttle = LoginThrottle(
-        create_storage(redis_url),
+        create_storage(redis_url, timeout=settings.redis_timeout, purpose="login counters"),
         account_failures=settings.login_max_failures,
         account_window=settings.login_failure_window,
         ip_failures=settings.ip_max_failures,
@@ -188,7 +193,7 @@ async def build_runtime(
         catalog=catalog,
     )
     if redis_url:
-        client = Redis.from_url(redis_url)
+        client = create_client(redis_url, timeout=settings.redis_timeout)
         events = StateEvents(client, state)
         await events.start()
         runtime = dataclasses.replace(runtime, redis=client, events=events)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
@@ -20,8 +22,10 @@ from bastion.errors import (
     OAuthError,
     PermissionDenied,
     PolicyViolation,
+    ServiceUnavailable,
     Throttled,
 )
+from bastion.outages import CANDIDATES, OutageLog, failed_dependency
 
 OAUTH_PATHS = frozenset({"/auth/token", "/auth/revoke", "/auth/introspect"})
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
@@ -53,6 +57,8 @@ def _json(status: int, body: dict[str, str], headers: list[tuple[str, str]]) -> 
 def _status_and_headers(request: Request, exc: BastionError) -> tuple[int, list[tuple[str, str]]]:
     if isinstance(exc, Throttled):
         return 429, [("Retry-After", str(exc.retry_after))]
+    if isinstance(exc, ServiceUnavailable):
+        return 503, [("Retry-After", str(exc.retry_after))]
     if isinstance(exc, InvalidCredentialsGrant):
         return 401, [("WWW-Authenticate", "Bearer")]
     if isinstance(exc, OAuthError):
@@ -72,6 +78,8 @@ def _status_and_headers(request: Request, exc: BastionError) -> tuple[int, list[
 def _oauth_error_code(exc: BastionError) -> str:
     if isinstance(exc, OAuthError):
         return exc.error
+    if isinstance(exc, ServiceUnavailable):
+        return "temporarily_unavailable"
     # A throttled or disabled account cannot use its credentials: RFC 6749's invalid_grant.
     return "invalid_grant" if isinstance(exc, Throttled | AccountDisabled) else "invalid_request"
 
@@ -105,6 +113,26 @@ async def _validation_error(request: Request, exc: Exception) -> Response:
     return JSONResponse({"detail": jsonable_encoder(errors)}, status_code=422)
 
 
+def _infrastructure_errors(outages: OutageLog) -> Callable[[Request, Exception], Awaitable[Response]]:
+    """A handler answering 503 for a dependency that is down, and passing anything else on.
+
+    Handled here, inside the middleware, the 503 carries the request id and the
+    security headers, and the connection stays open for the client's next request.
+    """
+
+    async def handle(request: Request, exc: Exception) -> Response:
+        dependency = failed_dependency(exc)
+        if dependency is None:
+            raise exc
+        outages.report(dependency, exc)
+        return render(request, ServiceUnavailable(dependency))
+
+    return handle
+
+
 def install(app: FastAPI) -> None:
     app.add_exception_handler(BastionError, _bastion_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
+    infrastructure = _infrastructure_errors(OutageLog())
+    for kind in CANDIDATES:
+        app.add_exception_handler(kind, infrastructure)

@@ -106,7 +106,15 @@ def on_commit(session: AsyncSession, callback: Callable[[], None]) -> None:
 async def commit(session: AsyncSession) -> None:
     for write in session.info.pop(BEFORE_COMMIT, []):
         await write()
-    await session.commit()
+    try:
+        await session.commit()
+    except BaseException:
+        # A COMMIT that failed (no disk, a lost connection) leaves the transaction in an
+        # unknown state, and SQLite may keep it open: close the connection rather than
+        # hand it to the next request, whose BEGIN would fail or whose COMMIT would
+        # carry this one's writes.
+        await session.invalidate()
+        raise
     for callback in session.info.pop(AFTER_COMMIT, []):
         callback()
 

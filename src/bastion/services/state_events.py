@@ -4,7 +4,9 @@ When this process invalidates a cached user, session or API key (a logout,
 a disable, a password or role change, a key revocation), it publishes the
 key; every other process drops its cached copy on receipt, so the change is
 honoured everywhere within milliseconds rather than within the cache TTL.
-If the subscription drops, each process clears its whole cache on reconnect.
+If the subscription drops, each process clears its whole cache on reconnect;
+it tries again after 0.5 s, then twice as long each time (at most 10 s),
+with one warning when it is lost and one line when it is back.
 """
 
 from __future__ import annotations
@@ -21,7 +23,8 @@ from bastion.services.auth_state import AuthState
 
 logger = logging.getLogger(__name__)
 CHANNEL = "bastion:state"
-RECONNECT_DELAY = 0.5
+FIRST_RECONNECT_DELAY = 0.5
+MAX_RECONNECT_DELAY = 10.0
 
 
 class StateEvents:
@@ -32,6 +35,8 @@ class StateEvents:
         self._pending: set[asyncio.Task[None]] = set()
         self._listener: asyncio.Task[None] | None = None
         self._subscribed = asyncio.Event()
+        self._lost = False  # a warning was logged and no subscription has worked since
+        self._publish_failing = False
 
     async def start(self) -> None:
         self._state.listeners.append(self._publish_soon)
@@ -56,19 +61,39 @@ class StateEvents:
     async def _publish(self, message: str) -> None:
         try:
             await self._client.publish(CHANNEL, message)
-        except redis.RedisError:
-            logger.warning("could not publish a state change; peers rely on the cache TTL")
+        except redis.RedisError as exc:
+            if not self._publish_failing:  # one line per outage, not one per change
+                self._publish_failing = True
+                logger.warning(
+                    "could not publish state changes (%s); peers rely on the cache TTL",
+                    type(exc).__name__,
+                )
+        else:
+            self._publish_failing = False
 
     async def _listen_forever(self) -> None:
+        delay = FIRST_RECONNECT_DELAY
         while True:
             try:
                 await self._listen()
             except asyncio.CancelledError:
                 raise
-            except Exception:  # noqa: BLE001 - any failure: reconnect and start clean
-                logger.warning("state subscription lost; reconnecting")
+            except Exception as exc:  # noqa: BLE001 - any failure: reconnect and start clean
+                self._note_lost(exc)
+            if self._subscribed.is_set():
+                delay = FIRST_RECONNECT_DELAY  # it had worked: back off from the start
             self._subscribed.clear()
-            await asyncio.sleep(RECONNECT_DELAY)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, MAX_RECONNECT_DELAY)
+
+    def _note_lost(self, exc: Exception) -> None:
+        if not self._lost:
+            self._lost = True
+            logger.warning(
+                "state subscription lost (%s); reconnecting with backoff. Until then, "
+                "changes made elsewhere reach this process within the cache TTL",
+                type(exc).__name__,
+            )
 
     async def _listen(self) -> None:
         async with self._client.pubsub(ignore_subscribe_messages=True) as pubsub:
@@ -76,6 +101,9 @@ class StateEvents:
             # Anything missed while not subscribed may be cached stale: start clean.
             self._state.invalidate("*", "", broadcast=False)
             self._subscribed.set()
+            if self._lost:
+                self._lost = False
+                logger.warning("state subscription restored; the cache starts clean")
             async for message in pubsub.listen():
                 self._apply(message.get("data"))
 

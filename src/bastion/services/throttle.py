@@ -5,7 +5,8 @@ Two counters, both counting failures only:
   from elsewhere, and unknown usernames are counted exactly like known ones;
 - per client IP, across all usernames.
 Counters live in process memory, or in Redis when ``BASTION_REDIS_URL`` is
-set so every worker and instance shares them.
+set so every worker and instance shares them; while Redis does not answer,
+in process memory again (:mod:`bastion.services.counters`).
 """
 
 from __future__ import annotations
@@ -17,7 +18,10 @@ from limits import RateLimitItemPerSecond
 from limits.aio.storage import MemoryStorage, RedisStorage, Storage
 from limits.aio.strategies import MovingWindowRateLimiter
 
+from bastion.config import DEFAULT_REDIS_TIMEOUT
 from bastion.errors import Throttled
+from bastion.redis_client import client_options
+from bastion.services.counters import FallbackStorage
 
 NAMESPACE = "bastion-login"
 
@@ -64,8 +68,20 @@ class LoginThrottle:
         return bool(await self._storage.check())
 
 
-def create_storage(redis_url: str | None) -> Storage:
+def create_storage(
+    redis_url: str | None,
+    *,
+    timeout: float = DEFAULT_REDIS_TIMEOUT,
+    purpose: str = "rate limits",
+) -> Storage:
+    """Process memory, or Redis (``timeout`` per command) falling back to memory while it is down."""
     if redis_url:
         scheme, rest = redis_url.split("://", 1)
-        return RedisStorage(f"async+{scheme}://{rest}", implementation="redispy")
+        shared = RedisStorage(
+            f"async+{scheme}://{rest}",
+            implementation="redispy",
+            wrap_exceptions=True,
+            **client_options(timeout),
+        )
+        return FallbackStorage(shared, purpose=purpose)
     return MemoryStorage()
