@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import dataclasses
 import logging
+import math
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -100,7 +101,7 @@ class Introspector:
             status, answer = await self._client.post_form(
                 await self._endpoint(), {"token": token}, headers=self._credential.headers()
             )
-        except TransportError as exc:
+        except (TransportError, ValueError) as exc:  # ValueError: discovery was not usable
             logger.warning("token introspection failed: %s", exc)
             raise self._went_down() from exc
         if status != 200:
@@ -128,7 +129,7 @@ class Introspector:
         return self._unavailable()
 
     def _unavailable(self) -> BastionUnavailable:
-        retry_after = max(1, int(self._down_until - self._clock() + 0.999))
+        retry_after = max(1, math.ceil(self._down_until - self._clock()))
         return BastionUnavailable("token introspection is unavailable", retry_after=retry_after)
 
 

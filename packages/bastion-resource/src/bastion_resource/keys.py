@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -124,9 +125,9 @@ class KeyStore:
         return key
 
     def seconds_until_refetch(self) -> int:
-        if self._last_attempt is None:
-            return 0
-        return max(1, int(self._min_interval - (self._clock() - self._last_attempt) + 0.999))
+        """When a fetch may be tried again, in whole seconds (at least 1): a ``Retry-After``."""
+        waited = 0.0 if self._last_attempt is None else self._clock() - self._last_attempt
+        return max(1, math.ceil(self._min_interval - waited))
 
     async def endpoints(self) -> Endpoints:
         """Bastion's discovery document, fetched once and then kept."""

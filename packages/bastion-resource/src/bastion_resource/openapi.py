@@ -49,7 +49,7 @@ def declare_scopes(model: OAuth2Model, scopes: Mapping[str, str]) -> None:
 
 
 class BearerGuard(SecurityBase):
-    """A FastAPI security dependency: reads the bearer token, hands it to ``check``.
+    """A FastAPI security dependency: hands the ``Authorization`` header to ``check``.
 
     Being a ``SecurityBase``, it puts its scheme into OpenAPI, with the scopes of
     the ``Security(...)`` that uses it.
@@ -60,11 +60,14 @@ class BearerGuard(SecurityBase):
         *,
         model: OAuth2Model,
         scheme_name: str,
-        check: Callable[[str | None, list[str]], Awaitable[Principal]],
+        check: Callable[[str | None, list[str], bool], Awaitable[Principal]],
+        introspect: bool,
     ) -> None:
         self.model = model
         self.scheme_name = scheme_name
         self._check = check
+        self._introspect = introspect
 
     async def __call__(self, request: Request, security_scopes: SecurityScopes) -> Principal:
-        return await self._check(request.headers.get("authorization"), security_scopes.scopes)
+        authorization = request.headers.get("authorization")
+        return await self._check(authorization, security_scopes.scopes, self._introspect)

@@ -94,8 +94,12 @@ class BastionResource:
             issuer=issuer, audience=audience, flows=openapi_flows, scopes=dict(scopes or {})
         )
         self._model = model
-        self._local = BearerGuard(model=model, scheme_name=scheme_name, check=self._check_local)
-        self._live = BearerGuard(model=model, scheme_name=scheme_name, check=self._check_live)
+        self._local = BearerGuard(
+            model=model, scheme_name=scheme_name, check=self._guard, introspect=False
+        )
+        self._live = BearerGuard(
+            model=model, scheme_name=scheme_name, check=self._guard, introspect=True
+        )
 
     def __repr__(self) -> str:
         return f"BastionResource(issuer={self.issuer!r}, audience={self.audience!r})"
@@ -136,15 +140,11 @@ class BastionResource:
             raise InsufficientScope(missing)
         return principal
 
-    async def _check_local(self, authorization: str | None, scopes: list[str]) -> Principal:
+    async def _guard(
+        self, authorization: str | None, scopes: list[str], introspect: bool
+    ) -> Principal:
         try:
-            return await self.authenticate(authorization, scopes)
-        except ResourceError as exc:
-            raise http_error(exc) from None
-
-    async def _check_live(self, authorization: str | None, scopes: list[str]) -> Principal:
-        try:
-            return await self.authenticate(authorization, scopes, introspect=True)
+            return await self.authenticate(authorization, scopes, introspect=introspect)
         except ResourceError as exc:
             raise http_error(exc) from None
 
@@ -164,7 +164,7 @@ class BastionResource:
             await self.aclose()
 
     async def aclose(self) -> None:
-        """Close the HTTP client the kit made (a client passed in is left open)."""
+        """Stop a key fetch in flight; close the HTTP client the kit made (not one passed in)."""
         await self._keys.aclose()
         await self._client.aclose()
 
