@@ -43,8 +43,16 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def start_server(workdir: Path, *, workers: int = 1, port: int | None = None, **env: str) -> Server:
-    """Start ``bastion serve`` in ``workdir`` (SQLite file there unless env says otherwise)."""
+def start_server(
+    workdir: Path,
+    *,
+    workers: int = 1,
+    port: int | None = None,
+    log: Path | None = None,
+    **env: str,
+) -> Server:
+    """Start ``bastion serve`` in ``workdir`` (SQLite file there unless env says otherwise);
+    its standard error goes to ``log`` when given."""
     workdir.mkdir(parents=True, exist_ok=True)
     port = port or free_port()
     inherited = {k: v for k, v in os.environ.items() if not k.startswith("BASTION_")}
@@ -55,14 +63,15 @@ def start_server(workdir: Path, *, workers: int = 1, port: int | None = None, **
         **env,
     }
     command = [sys.executable, "-m", "bastion", "serve", "--port", str(port)]
-    process = subprocess.Popen(
-        [*command, "--workers", str(workers)],
-        env=environment,
-        cwd=workdir,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
+    with open(log or os.devnull, "ab") as stderr:
+        process = subprocess.Popen(
+            [*command, "--workers", str(workers)],
+            env=environment,
+            cwd=workdir,
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+            start_new_session=True,
+        )
     server = Server(process=process, base=f"http://127.0.0.1:{port}")
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
@@ -75,6 +84,20 @@ def start_server(workdir: Path, *, workers: int = 1, port: int | None = None, **
             time.sleep(0.1)
     server.kill()
     raise RuntimeError("bastion serve did not become healthy in 30 s")
+
+
+def worker_pids(server: Server) -> list[int]:
+    """The worker processes of a ``--workers N`` server (children running uvicorn's spawn)."""
+    pid = server.process.pid
+    pids = []
+    for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split():
+        try:
+            command = Path(f"/proc/{child}/cmdline").read_bytes()
+        except FileNotFoundError:
+            continue
+        if b"multiprocessing.spawn" in command and b"resource_tracker" not in command:
+            pids.append(int(child))
+    return sorted(pids)
 
 
 @contextmanager

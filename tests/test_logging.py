@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import json
 import logging
+from pathlib import Path
 
+import httpx
 import pytest
 
 from bastion.log import JsonFormatter, request_id_var
 from conftest import PASSWORD, Api
+from servers import start_server
 
 
 async def test_no_secret_reaches_any_log_line(api: Api, caplog: pytest.LogCaptureFixture) -> None:
@@ -64,3 +67,21 @@ async def test_forged_request_ids_are_replaced(api: Api) -> None:
     assert response.headers["x-request-id"] != "bad id\r\nx: y"
     assert len(response.headers["x-request-id"]) == 16
     assert request_id_var.get() is None
+
+
+@pytest.mark.slow
+def test_every_worker_logs_json_access_lines(tmp_path: Path) -> None:
+    """``--workers 2``: the workers are new processes; each configures LOG_JSON / LOG_LEVEL."""
+    log = tmp_path / "serve.log"
+    server = start_server(
+        tmp_path / "server", workers=2, log=log, BASTION_LOG_JSON="true", BASTION_LOG_LEVEL="info"
+    )
+    try:
+        for _ in range(12):  # a new connection each: both workers take some
+            assert httpx.get(f"{server.base}/healthz", headers={"X-Request-ID": "w2"}).is_success
+    finally:
+        server.stop()
+    entries = [json.loads(line) for line in log.read_text().splitlines() if line.startswith("{")]
+    access = [e for e in entries if e["logger"] == "bastion.access" and e.get("request_id") == "w2"]
+    assert len(access) == 12
+    assert all(e["path"] == "/healthz" and e["status"] == 200 for e in access)
