@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import socket
 import subprocess
 import sys
@@ -38,10 +39,12 @@ def _pypi_reachable() -> bool:
 def test_the_kit_installs_alone_in_a_fresh_venv(tmp_path: Path) -> None:
     if not _pypi_reachable():
         pytest.skip("pypi.org is not reachable: the fresh-venv install needs it")
+    source = tmp_path / "bastion-resource"  # a copy: the build leaves nothing in the tree
+    shutil.copytree(KIT, source, ignore=shutil.ignore_patterns("build", "*.egg-info", "tests"))
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=60)
     python = str(venv / "bin" / "python")
-    install = [python, "-m", "pip", "install", "-q", "--disable-pip-version-check", str(KIT)]
+    install = [python, "-m", "pip", "install", "-q", "--disable-pip-version-check", str(source)]
     subprocess.run(install, check=True, timeout=180, capture_output=True)
     probe = subprocess.run([python, "-c", PROBE], check=True, capture_output=True, text=True)
     found = json.loads(probe.stdout)
