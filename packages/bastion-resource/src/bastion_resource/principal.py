@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 
@@ -24,4 +24,4 @@ class Principal:
     client_id: str | None
     token_id: str
     expires_at: int
-    claims: Mapping[str, Any]
+    claims: Mapping[str, Any] = field(hash=False)  # read-only; left out of the hash
