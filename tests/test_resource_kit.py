@@ -27,6 +27,7 @@ from servers import PASSWORD, Server, free_port, register, start_server
 pytestmark = pytest.mark.slow
 
 AUDIENCE = "https://orders.example"
+ORDER_SCOPES = ("orders:read", "orders:write")
 EXAMPLE = Path(__file__).parent.parent / "examples" / "orders_service"
 
 
@@ -35,7 +36,6 @@ class Deployment:
     bastion: Server
     orders: str
     database_url: str
-    workdir: Path
 
 
 def bastion_cli(database_url: str, *args: str, stdin: str | None = None) -> str:
@@ -92,34 +92,30 @@ def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
 
-def introspection_key(base: str) -> str:
-    admin = token_for(base, "admin")["access_token"]
-    response = httpx.post(
-        f"{base}/users/me/api-keys",
-        json={"name": "orders introspection", "scopes": ["tokens:introspect"]},
-        headers=bearer(admin),
-    )
-    assert response.status_code == 201, response.text
-    key: str = response.json()["key"]
-    return key
+def register_orders_api(base: str) -> str:
+    """As the admin: the API and its scopes, granted to every user; returns an introspection key."""
+    admin = bearer(token_for(base, "admin")["access_token"])
+
+    def call(method: str, path: str, body: dict[str, object], status: int) -> dict[str, object]:
+        response = httpx.request(method, f"{base}{path}", json=body, headers=admin)
+        assert response.status_code == status, response.text
+        answer: dict[str, object] = response.json()
+        return answer
+
+    for scope in ORDER_SCOPES:
+        call("POST", "/admin/scopes", {"name": scope, "description": scope}, 201)
+    user_role = httpx.get(f"{base}/admin/roles/user", headers=admin).json()
+    call("PATCH", "/admin/roles/user", {"scopes": [*user_role["scopes"], *ORDER_SCOPES]}, 200)
+    api = {"identifier": AUDIENCE, "name": "Orders", "scopes": list(ORDER_SCOPES)}
+    call("POST", "/admin/resource-servers", api, 201)
+    key = {"name": "orders introspection", "scopes": ["tokens:introspect"]}
+    return str(call("POST", "/users/me/api-keys", key, 201)["key"])
 
 
 @pytest.fixture(scope="module")
 def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
     workdir = tmp_path_factory.mktemp("resource-kit")
     url = f"sqlite+aiosqlite:///{workdir / 'serve.db'}"
-    bastion_cli(url, "db", "upgrade")
-    for scope in ("orders:read", "orders:write"):
-        bastion_cli(url, "scopes", "add", scope, "--description", scope)
-        bastion_cli(url, "roles", "grant", "user", scope)
-    bastion_cli(
-        url, "resource-servers", "add", AUDIENCE, "--name", "Orders",
-        "--scope", "orders:read", "--scope", "orders:write",
-    )  # fmt: skip
-    bastion_cli(
-        url, "users", "create", "admin", "--email", "admin@example.com", "--role", "admin",
-        "--password-stdin", stdin=PASSWORD + "\n",
-    )  # fmt: skip
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     bastion = start_server(
@@ -128,15 +124,20 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]
     orders_port = free_port()
     orders = None
     try:
+        bastion_cli(
+            url, "users", "create", "admin", "--email", "admin@example.com", "--role", "admin",
+            "--password-stdin", stdin=PASSWORD + "\n",
+        )  # fmt: skip
+        api_key = register_orders_api(base)
         register(base, "alice")
         orders = start_orders(
             orders_port,
             ORDERS_BASTION_ISSUER=base,
             ORDERS_AUDIENCE=AUDIENCE,
-            ORDERS_BASTION_API_KEY=introspection_key(base),
+            ORDERS_BASTION_API_KEY=api_key,
             ORDERS_KEY_REFETCH_INTERVAL="1",
         )
-        yield Deployment(bastion, f"http://127.0.0.1:{orders_port}", url, workdir)
+        yield Deployment(bastion, f"http://127.0.0.1:{orders_port}", url)
     finally:
         if orders is not None:
             orders.terminate()
