@@ -25,6 +25,7 @@ from bastion.db.engine import transaction
 from bastion.runtime import Runtime, build_runtime
 from bastion.services import users
 
+pytest_plugins = ["smtp_inbox"]  # inbox, smtp_url: a real SMTP server on loopback
 POSTGRES_URL = os.environ.get("BASTION_TEST_POSTGRES_URL")
 REDIS_URL = os.environ.get("BASTION_TEST_REDIS_URL")
 PASSWORD = "violet-Harbor-91-lantern"

@@ -17,7 +17,9 @@ from conftest import PASSWORD, Api
 
 NEW_PASSWORD = "copper-Meadow-27-violin"
 LIMIT = 64 * 1024
-USER_FIELDS = {"id", "username", "email", "full_name", "roles", "is_active", "created_at"}
+USER_FIELDS = {
+    "id", "username", "email", "full_name", "roles", "is_active", "created_at", "email_verified",
+}
 
 
 def body(username: str, **extra: Any) -> dict[str, Any]:

@@ -8,7 +8,9 @@ import pytest
 
 from conftest import PASSWORD, Account, Api
 
-USER_FIELDS = {"id", "username", "email", "full_name", "roles", "is_active", "created_at"}
+USER_FIELDS = {
+    "id", "username", "email", "full_name", "roles", "is_active", "created_at", "email_verified",
+}
 AUDIT_FIELDS = {"id", "at", "event", "user_id", "ip", "detail"}
 MISSING_ID = "00000000-0000-0000-0000-000000000000"
 CLIENT_IP = "203.0.113.7"
@@ -295,13 +297,14 @@ async def test_audit_trail(api: Api) -> None:
 
     page = await audit(api, admin, user_id=user_id)
     assert set(page) == {"items", "total", "limit", "offset"}
-    assert (page["total"], page["limit"], page["offset"]) == (3, 50, 0)
+    assert (page["total"], page["limit"], page["offset"]) == (4, 50, 0)
     assert all(set(item) == AUDIT_FIELDS for item in page["items"])
     assert all(item["user_id"] == user_id for item in page["items"])
     # Newest first.
     assert [item["event"] for item in page["items"]] == [
         "login_succeeded",
         "login_failed",
+        "email_verification_sent",
         "register",
     ]
     assert all(item["ip"] == CLIENT_IP for item in page["items"])
@@ -314,7 +317,7 @@ async def test_audit_trail(api: Api) -> None:
     assert both["total"] == 1 and both["items"][0]["event"] == "register"
     assert both["items"][0]["detail"] == {"roles": ["user"]}
     paged = await audit(api, admin, user_id=user_id, limit="1", offset="1")
-    assert paged["total"] == 3 and [i["event"] for i in paged["items"]] == ["login_failed"]
+    assert paged["total"] == 4 and [i["event"] for i in paged["items"]] == ["login_failed"]
     assert (await audit(api, admin, event="no_such_event"))["total"] == 0
 
 

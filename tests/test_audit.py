@@ -6,6 +6,8 @@ from collections.abc import Awaitable, Callable
 
 import pytest
 
+from bastion.db.engine import transaction
+from bastion.services import one_time_tokens
 from bastion.services.audit import EVENTS
 from conftest import PASSWORD, Account, Api
 
@@ -119,6 +121,38 @@ async def _server_deleted(api: Api, admin: Account, user: Account) -> None:
     await _admin_call(api, admin, "DELETE", f"/admin/resource-servers/{server_id}")
 
 
+async def _link_token(api: Api, user: Account, purpose: str) -> str:
+    """A token as a mailed link carries it (the mail itself is tested in test_mail.py)."""
+    async with transaction(api.runtime.sessionmaker) as db:
+        return await one_time_tokens.issue(
+            db, digester=api.runtime.digester, purpose=purpose, user_id=user.id, ttl=600,
+            email=user.email.casefold(),
+        )
+
+
+async def _verification_sent(api: Api, admin: Account, user: Account) -> None:
+    response = await api.client.post("/auth/verify-email/request", headers=user.headers)
+    assert response.status_code == 202
+
+
+async def _email_verified(api: Api, admin: Account, user: Account) -> None:
+    token = await _link_token(api, user, one_time_tokens.VERIFY_EMAIL)
+    response = await api.client.post("/auth/verify-email", json={"token": token})
+    assert response.status_code == 204
+
+
+async def _reset_requested(api: Api, admin: Account, user: Account) -> None:
+    body = {"email": user.email}
+    response = await api.client.post("/auth/password-reset/request", json=body)
+    assert response.status_code == 202
+
+
+async def _password_reset(api: Api, admin: Account, user: Account) -> None:
+    token = await _link_token(api, user, one_time_tokens.PASSWORD_RESET)
+    body = {"token": token, "new_password": "A-brand-new-passphrase"}
+    assert (await api.client.post("/auth/password-reset", json=body)).status_code == 204
+
+
 ACTIONS: dict[str, Action] = {
     "register": _register,
     "login_succeeded": _login_ok,
@@ -139,6 +173,10 @@ ACTIONS: dict[str, Action] = {
     "role_deleted": _role_deleted,
     "resource_server_created": _server_created,
     "resource_server_deleted": _server_deleted,
+    "email_verification_sent": _verification_sent,
+    "email_verified": _email_verified,
+    "password_reset_requested": _reset_requested,
+    "password_reset": _password_reset,
 }
 
 

@@ -28,7 +28,17 @@ from typing import Any
 from fastapi import APIRouter, FastAPI
 
 from bastion.api import deps, error_handlers
-from bastion.api.routes import access, admin, api_keys, auth, introspection, meta, todos, users
+from bastion.api.routes import (
+    access,
+    account_recovery,
+    admin,
+    api_keys,
+    auth,
+    introspection,
+    meta,
+    todos,
+    users,
+)
 from bastion.config import Settings
 from bastion.db import migrate
 from bastion.db.engine import create_engine, create_sessionmaker, transaction
@@ -46,6 +56,7 @@ def bastion_routers(settings: Settings) -> list[APIRouter]:
         routers.append(todos.router)
     routers += [
         auth.router, introspection.router, api_keys.router, admin.router, access.router,
+        account_recovery.router,
         meta.router,
     ]
     if settings.metrics:

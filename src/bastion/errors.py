@@ -126,3 +126,37 @@ class UnsupportedGrantType(OAuthError):
 
 class BodyTooLarge(BastionError):
     message = "request body too large"
+
+
+class EmailNotVerified(PermissionDenied):
+    """``REQUIRE_VERIFIED_EMAIL`` is on and the account has not confirmed its address."""
+
+    message = "the email address of this account is not verified"
+
+
+class InvalidLinkToken(BastionError):
+    """A verification or reset token that is unknown, spent or expired."""
+
+    message = "the link is invalid, expired or already used"
+
+
+class IncorrectCode(BastionError):
+    """A second-factor code that does not match (or was already used)."""
+
+    message = "incorrect or already used code"
+
+
+class MfaRequired(InvalidCredentialsGrant):
+    """The password was right; the second factor is still owed.
+
+    The password grant answers it with an ``mfa_token`` that
+    ``grant_type=urn:bastion:mfa`` redeems together with a code.
+    """
+
+    error = "mfa_required"
+    message = "a second factor is required: send the mfa_token with a code"
+
+    def __init__(self, *, user_id: str) -> None:
+        super().__init__(keep_writes=True)
+        self.user_id = user_id
+        self.mfa_token: str | None = None

@@ -26,6 +26,7 @@ from bastion.security.passwords import PasswordHasher, usable_cpus
 from bastion.services import access_model, instance_secrets, todos
 from bastion.services.access_catalog import CATALOG, AccessCatalog
 from bastion.services.access_model import ScopeDeclaration
+from bastion.services.account_kit import AccountKit, build_account_kit
 from bastion.services.auth_state import AuthState
 from bastion.services.principals import PrincipalResolver
 from bastion.services.sessions import SessionPolicy
@@ -58,8 +59,11 @@ class Runtime:
     catalog: AccessCatalog
     redis: Redis | None = None
     events: StateEvents | None = None
+    account_kit: AccountKit | None = None  # mail, link quotas, the TOTP secret box
 
     async def close(self) -> None:
+        if self.account_kit is not None:
+            await self.account_kit.mailer.close()
         self.passwords.close()
         if self.events is not None:
             await self.events.close()
@@ -191,6 +195,9 @@ async def build_runtime(
         metrics=metrics,
         todo_pages=todo_pages,
         catalog=catalog,
+        account_kit=build_account_kit(
+            settings, master_key=hash_key, storage=create_storage(redis_url)
+        ),
     )
     if redis_url:
         client = create_client(redis_url, timeout=settings.redis_timeout)

@@ -42,6 +42,8 @@ class UserFields(Protocol):
     def is_active(self) -> bool: ...
     @property
     def created_at(self) -> datetime: ...
+    @property
+    def email_verified_at(self) -> datetime | None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +55,7 @@ class UserView:
     roles: tuple[str, ...]
     is_active: bool
     created_at: datetime
+    email_verified: bool = False
 
     @classmethod
     def of(cls, user: User) -> UserView:
@@ -70,6 +73,7 @@ class UserView:
             roles=names,
             is_active=fields.is_active,
             created_at=fields.created_at,
+            email_verified=fields.email_verified_at is not None,
         )
 
 

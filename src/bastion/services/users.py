@@ -37,6 +37,7 @@ _LOGIN_QUERY = (
         User.full_name,
         User.is_active,
         User.created_at,
+        User.email_verified_at,
         User.hashed_password,
         func.aggregate_strings(UserRole.role_name, " ").label("roles"),
     )
@@ -149,6 +150,7 @@ async def update_profile(
         await _ensure_available(db, username=None, email=email)
         user.email = email
         user.email_canonical = canonical(email)
+        user.email_verified_at = None  # until the new address is confirmed
     if full_name_set:
         user.full_name = full_name
     try:

@@ -12,7 +12,7 @@ from bastion.api.params import EventFilter, IdFilter, ObjectId, SearchText
 from bastion.api.responses import errors
 from bastion.api.schemas import AdminUserPatch, AuditEventOut, Page, UserOut
 from bastion.scopes import AUDIT_READ, USERS_READ, USERS_WRITE
-from bastion.services import audit, sessions, users
+from bastion.services import audit, password_reset, sessions, users
 from bastion.services.principals import Principal
 
 router = APIRouter(prefix="/admin", tags=["admin"])
@@ -46,7 +46,15 @@ async def update_user(
     runtime: RuntimeDep,
     client: Client,
 ) -> object:
-    """Change roles or enable/disable; disabling ends the user's sessions and keys at once."""
+    """Change roles, enable/disable or set the password.
+
+    Disabling ends the user's sessions and keys at once; a new password ends the sessions.
+    """
+    hashed = None
+    if body.password is not None:  # hashed before the write transaction opens
+        hashed = await password_reset.hash_for(
+            runtime.read_engine, runtime.passwords, user_id=user_id, password=body.password
+        )
     user = await users.get_user(db, user_id)
     if body.roles is not None:
         await users.set_roles(
@@ -57,6 +65,11 @@ async def update_user(
         await users.set_active(
             db, runtime.state, user=user, active=body.is_active, ip=client.ip,
             actor_id=principal.user.id,
+        )
+    if hashed is not None:
+        await password_reset.replace_password(
+            db, runtime.state, user=user, hashed=hashed, ip=client.ip,
+            event="password_changed", actor_id=principal.user.id,
         )
     return user
 

@@ -16,6 +16,7 @@ from bastion.api.deps import (
 )
 from bastion.api.params import ObjectId
 from bastion.api.responses import AUTH_ERRORS, OAUTH_ERRORS, errors
+from bastion.api.routes.account_recovery import kit_of
 from bastion.api.schemas import (
     Page,
     RegisterIn,
@@ -27,7 +28,7 @@ from bastion.api.schemas import (
 )
 from bastion.errors import InvalidRequest, UnsupportedGrantType
 from bastion.scopes import ME
-from bastion.services import audit, sessions, users
+from bastion.services import audit, email_verification, sessions, users
 from bastion.services.principals import Principal
 
 router = APIRouter(prefix="/auth", tags=["auth"])
@@ -41,7 +42,8 @@ router = APIRouter(prefix="/auth", tags=["auth"])
     responses=errors(400, 409, 413, 422, 429),
 )
 async def register(body: RegisterIn, db: DbSession, runtime: RuntimeDep, client: Client) -> object:
-    return await users.create_user(
+    """Create an account and mail it a link that verifies its address."""
+    user = await users.create_user(
         db,
         passwords=runtime.passwords,
         username=body.username,
@@ -50,6 +52,10 @@ async def register(body: RegisterIn, db: DbSession, runtime: RuntimeDep, client:
         full_name=body.full_name,
         ip=client.ip,
     )
+    await email_verification.send_verification(
+        db, kit_of(runtime), digester=runtime.digester, user=user, ip=client.ip
+    )
+    return user
 
 
 @router.post("/token", response_model=TokenOut, responses=OAUTH_ERRORS)

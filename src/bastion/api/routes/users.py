@@ -10,10 +10,11 @@ from fastapi import APIRouter, Response
 from bastion.api.deps import Client, DbSession, RuntimeDep, requires
 from bastion.api.params import ObjectId
 from bastion.api.responses import AUTH_ERRORS, errors
+from bastion.api.routes.account_recovery import kit_of
 from bastion.api.schemas import AccountDeletion, PasswordChange, ProfilePatch, UserOut
 from bastion.errors import NotFound
 from bastion.scopes import ME, USERS_READ
-from bastion.services import users
+from bastion.services import email_verification, users
 from bastion.services.auth_state import UserView
 from bastion.services.principals import Principal
 
@@ -36,10 +37,12 @@ async def read_me(principal: Me) -> Response:
     "/me", response_model=UserOut, responses=errors(400, 401, 403, 409, 413, 422, 429)
 )
 async def update_me(
-    body: ProfilePatch, principal: Me, db: DbSession, runtime: RuntimeDep
+    body: ProfilePatch, principal: Me, db: DbSession, runtime: RuntimeDep, client: Client
 ) -> object:
+    """A new email is unverified until the link mailed to it is opened."""
     user = await users.get_user(db, principal.user.id)
-    return await users.update_profile(
+    address = user.email_canonical
+    updated = await users.update_profile(
         db,
         runtime.state,
         passwords=runtime.passwords,
@@ -49,6 +52,11 @@ async def update_me(
         full_name_set="full_name" in body.model_fields_set,
         current_password=body.current_password,
     )
+    if updated.email_canonical != address:
+        await email_verification.send_verification(
+            db, kit_of(runtime), digester=runtime.digester, user=updated, ip=client.ip
+        )
+    return updated
 
 
 @router.post(
