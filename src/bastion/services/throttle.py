@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 import time
+from typing import Any
 
 from limits import RateLimitItemPerSecond
 from limits.aio.storage import MemoryStorage, RedisStorage, Storage
@@ -77,11 +78,9 @@ def create_storage(
     """Process memory, or Redis (``timeout`` per command) falling back to memory while it is down."""
     if redis_url:
         scheme, rest = redis_url.split("://", 1)
+        options: dict[str, Any] = dict(client_options(timeout))  # passed on to redis-py
         shared = RedisStorage(
-            f"async+{scheme}://{rest}",
-            implementation="redispy",
-            wrap_exceptions=True,
-            **client_options(timeout),
+            f"async+{scheme}://{rest}", implementation="redispy", wrap_exceptions=True, **options
         )
         return FallbackStorage(shared, purpose=purpose)
     return MemoryStorage()
