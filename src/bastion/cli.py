@@ -11,6 +11,7 @@ from typing import Annotated
 import typer
 from pydantic import ValidationError
 
+from bastion import cli_users
 from bastion.api.schemas import RegisterIn
 from bastion.cli_access import roles_app, scopes_app, servers_app
 from bastion.cli_support import fail, load_settings, use_database
@@ -32,6 +33,7 @@ users_app = typer.Typer(help="Accounts.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(keys_app, name="keys")
 app.add_typer(users_app, name="users")
+cli_users.register(users_app)  # list, disable, enable, set-password, set-role
 app.add_typer(scopes_app, name="scopes")
 app.add_typer(roles_app, name="roles")
 app.add_typer(servers_app, name="resource-servers")

@@ -79,7 +79,14 @@ async def hash_for(
         ).first()
     if row is None:
         raise NotFound("user not found")
-    check_password(password, username=row.username, email=row.email)
+    return await hash_checked(passwords, username=row.username, email=row.email, password=password)
+
+
+async def hash_checked(
+    passwords: PasswordHasher, *, username: str, email: str, password: str
+) -> str:
+    """The hash of ``password`` once the policy accepts it for this account."""
+    check_password(password, username=username, email=email)
     return await passwords.hash(password)
 
 
