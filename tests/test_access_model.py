@@ -369,3 +369,18 @@ async def test_cli_role_change_reaches_a_running_instance_within_a_second_over_r
         api, two_processes_settings(state_cache_ttl=60, redis_url=redis_url), within=1
     )
     assert seen is not None
+
+
+async def test_resource_in_the_token_urls_query(api: Api) -> None:
+    """What a resource service's Swagger UI sends: ``/auth/token?resource=...``."""
+    admin = await api.account("admin")
+    await _orders_api(api, admin)
+    user = await api.account()
+    form = {"username": user.username, "password": user.password}
+    response = await api.client.post("/auth/token", params={"resource": ORDERS}, data=form)
+    assert response.status_code == 200, response.text
+    assert _claims(response.json()["access_token"])["aud"] == ORDERS
+    both = await api.client.post(
+        "/auth/token", params={"resource": "https://else.example"}, data={**form, "resource": ORDERS}
+    )
+    assert both.status_code == 400 and both.json()["error"] == "invalid_request"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Form, Response, status
+from fastapi import APIRouter, Form, Request, Response, status
 
 from bastion.api.deps import (
     Client,
@@ -58,8 +58,22 @@ async def register(body: RegisterIn, db: DbSession, runtime: RuntimeDep, client:
     return user
 
 
+def _resource(form: TokenForm, request: Request) -> str | None:
+    """RFC 8707 ``resource``, from the form or the token URL's query.
+
+    The query form lets a resource service's Swagger UI name its API in the
+    token URL it declares (``/auth/token?resource=...``): Swagger's password
+    flow cannot add a form field. Both, and different, is a malformed request.
+    """
+    in_query = request.query_params.getlist("resource")
+    if len(in_query) > 1 or (in_query and form.resource and in_query[0] != form.resource):
+        raise InvalidRequest("resource is given more than once")
+    return form.resource or (in_query[0] if in_query else None)
+
+
 @router.post("/token", response_model=TokenOut, responses=OAUTH_ERRORS)
 async def token(
+    request: Request,
     response: Response,
     db: DbSession,
     runtime: RuntimeDep,
@@ -69,19 +83,20 @@ async def token(
     """OAuth 2.0 token endpoint (RFC 6749): the password and refresh_token grants."""
     response.headers["Cache-Control"] = "no-store"
     response.headers["Pragma"] = "no-cache"
+    resource = _resource(form, request)
     if form.grant_type in (None, "", "password"):
         if not form.username or form.password is None:
             raise InvalidRequest("username and password are required")
         tokens = await runtime.grants.password_grant(
             db, identifier=form.username, password=form.password, scope=form.scope,
-            client=client, resource=form.resource,
+            client=client, resource=resource,
         )
     elif form.grant_type == "refresh_token":
         if not form.refresh_token:
             raise InvalidRequest("refresh_token is required")
         tokens = await runtime.grants.refresh_grant(
             db, refresh_token=form.refresh_token, scope=form.scope, client=client,
-            resource=form.resource,
+            resource=resource,
         )
     else:
         raise UnsupportedGrantType()
