@@ -11,6 +11,7 @@ import httpx
 import pytest
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
+from bastion.app import create_app
 from bastion.db import probe
 from bastion.outages import OutageLog, describe, failed_dependency
 from bastion.runtime import Runtime
@@ -162,3 +163,18 @@ async def test_logins_work_and_stay_throttled_while_redis_is_down(
     assert codes == [401] * 5 + [429]
     assert (await api.client.get("/users/me", headers=alice.headers)).status_code == 200
     assert (await api.client.get("/readyz")).json()["reason"] == "redis"
+
+
+async def test_a_bug_is_a_json_500_that_closes_the_connection(runtime: Runtime) -> None:
+    app = create_app(runtime=runtime)
+
+    @app.get("/boom")
+    async def boom() -> None:
+        raise RuntimeError("a bug")
+
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+        response = await client.get("/boom")
+    assert response.status_code == 500
+    assert response.json() == {"detail": "internal error"}
+    assert response.headers["connection"] == "close"

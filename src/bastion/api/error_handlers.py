@@ -130,7 +130,19 @@ def _infrastructure_errors(outages: OutageLog) -> Callable[[Request, Exception],
     return handle
 
 
+async def _internal_error(request: Request, exc: Exception) -> Response:
+    """A bug: a JSON 500 that tells the client to close the connection.
+
+    Starlette sends it from outside every middleware and then raises the error on
+    for the server to log, and uvicorn closes the connection; said in the answer,
+    the client's next request goes on a new connection instead of failing.
+    """
+    headers = {"Connection": "close", "Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"}
+    return JSONResponse({"detail": "internal error"}, status_code=500, headers=headers)
+
+
 def install(app: FastAPI) -> None:
+    app.add_exception_handler(Exception, _internal_error)
     app.add_exception_handler(BastionError, _bastion_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     infrastructure = _infrastructure_errors(OutageLog())
