@@ -12,12 +12,12 @@ from collections.abc import Awaitable, Callable
 from typing import Annotated, TypeVar
 
 import typer
-from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bastion.cli_support import load_settings, use_database
 from bastion.db.engine import create_engine, create_sessionmaker, transaction
 from bastion.errors import BastionError
+from bastion.redis_client import create_client
 from bastion.services import access_model, state_events
 from bastion.services.access_catalog import CATALOG, AccessCatalog
 from bastion.services.auth_state import AuthState
@@ -50,7 +50,9 @@ def _run(work: Callable[[AsyncSession, AuthState], Awaitable[T]]) -> T:
         finally:
             await engine.dispose()
         if changes and settings.redis_url is not None:
-            client = Redis.from_url(settings.redis_url.get_secret_value())
+            client = create_client(
+                settings.redis_url.get_secret_value(), timeout=settings.redis_timeout
+            )
             try:
                 await state_events.announce(client, changes)
             finally:

@@ -196,7 +196,11 @@ async def build_runtime(
         todo_pages=todo_pages,
         catalog=catalog,
         account_kit=build_account_kit(
-            settings, master_key=hash_key, storage=create_storage(redis_url)
+            settings,
+            master_key=hash_key,
+            storage=create_storage(
+                redis_url, timeout=settings.redis_timeout, purpose="mail quotas"
+            ),
         ),
     )
     if redis_url:
