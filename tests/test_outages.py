@@ -10,6 +10,7 @@ from typing import Any
 import httpx
 import pytest
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+from sqlalchemy.ext.asyncio import create_async_engine
 
 from bastion.app import create_app
 from bastion.db import probe
@@ -178,3 +179,17 @@ async def test_a_bug_is_a_json_500_that_closes_the_connection(runtime: Runtime) 
     assert response.status_code == 500
     assert response.json() == {"detail": "internal error"}
     assert response.headers["connection"] == "close"
+
+
+async def test_a_read_only_postgres_refuses_writes(runtime: Runtime, settings: Any) -> None:
+    if settings.is_sqlite:
+        pytest.skip("PostgreSQL's read-only transactions")
+    assert await probe.accepts_writes(runtime.engine)
+    read_only = create_async_engine(
+        settings.database_url,
+        connect_args={"server_settings": {"default_transaction_read_only": "on"}},
+    )
+    try:
+        assert not await probe.accepts_writes(read_only)
+    finally:
+        await read_only.dispose()
