@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bastion.db.engine import transaction
+from bastion.outages import describe, failed_dependency
 from bastion.services import audit, sessions
 from bastion.services.signing_keys import KeyManager
 
@@ -53,5 +54,9 @@ async def run_forever(
                     result.sessions_and_tokens,
                     result.audit_events,
                 )
-        except Exception:
-            logger.exception("maintenance round failed")
+        except Exception as exc:
+            dependency = failed_dependency(exc)
+            if dependency is None:
+                logger.exception("maintenance round failed")
+            else:  # an outage, not a bug: one line, no traceback
+                logger.warning("maintenance round skipped: %s unavailable (%s)", dependency, describe(exc))
