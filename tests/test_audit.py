@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 
+import pyotp
 import pytest
 
 from bastion.db.engine import transaction
@@ -153,6 +154,53 @@ async def _password_reset(api: Api, admin: Account, user: Account) -> None:
     assert (await api.client.post("/auth/password-reset", json=body)).status_code == 204
 
 
+async def _enrolment(api: Api, admin: Account, user: Account) -> str:
+    response = await api.client.post("/users/me/mfa/totp", headers=user.headers)
+    assert response.status_code == 200
+    return str(response.json()["secret"])
+
+
+async def _mfa_on(api: Api, admin: Account, user: Account) -> list[str]:
+    code = pyotp.TOTP(await _enrolment(api, admin, user)).now()
+    response = await api.client.post(
+        "/users/me/mfa/totp/confirm", json={"code": code}, headers=user.headers
+    )
+    assert response.status_code == 200
+    return list(response.json()["recovery_codes"])
+
+
+async def _mfa_off(api: Api, admin: Account, user: Account) -> None:
+    await _mfa_on(api, admin, user)
+    response = await api.client.request(
+        "DELETE", "/users/me/mfa/totp", json={"password": PASSWORD}, headers=user.headers
+    )
+    assert response.status_code == 204
+
+
+async def _mfa_reset(api: Api, admin: Account, user: Account) -> None:
+    await _mfa_on(api, admin, user)
+    await _admin_call(api, admin, "DELETE", f"/admin/users/{user.id}/mfa")
+
+
+async def _mfa_required(api: Api, admin: Account, user: Account) -> None:
+    await _mfa_on(api, admin, user)
+    assert (await api.login(user.username)).status_code == 401
+
+
+async def _mfa_failed(api: Api, admin: Account, user: Account) -> None:
+    await _mfa_on(api, admin, user)
+    mfa_token = (await api.login(user.username)).json()["mfa_token"]
+    form = {"grant_type": "urn:bastion:mfa", "mfa_token": mfa_token, "code": "000000"}
+    assert (await api.client.post("/auth/token", data=form)).status_code == 400
+
+
+async def _recovery_code(api: Api, admin: Account, user: Account) -> None:
+    codes = await _mfa_on(api, admin, user)
+    mfa_token = (await api.login(user.username)).json()["mfa_token"]
+    form = {"grant_type": "urn:bastion:mfa", "mfa_token": mfa_token, "code": codes[0]}
+    assert (await api.client.post("/auth/token", data=form)).status_code == 200
+
+
 ACTIONS: dict[str, Action] = {
     "register": _register,
     "login_succeeded": _login_ok,
@@ -177,6 +225,13 @@ ACTIONS: dict[str, Action] = {
     "email_verified": _email_verified,
     "password_reset_requested": _reset_requested,
     "password_reset": _password_reset,
+    "mfa_enrolment_started": _enrolment,
+    "mfa_enabled": _mfa_on,
+    "mfa_disabled": _mfa_off,
+    "mfa_reset": _mfa_reset,
+    "mfa_required": _mfa_required,
+    "mfa_failed": _mfa_failed,
+    "recovery_code_used": _recovery_code,
 }
 
 

@@ -36,6 +36,7 @@ from bastion.api.routes import (
     auth,
     introspection,
     meta,
+    mfa,
     todos,
     users,
 )
@@ -56,7 +57,7 @@ def bastion_routers(settings: Settings) -> list[APIRouter]:
         routers.append(todos.router)
     routers += [
         auth.router, introspection.router, api_keys.router, admin.router, access.router,
-        account_recovery.router,
+        account_recovery.router, mfa.router, mfa.admin_router,
         meta.router,
     ]
     if settings.metrics:

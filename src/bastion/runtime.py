@@ -169,6 +169,8 @@ async def build_runtime(
             refresh_token_ttl=settings.refresh_token_ttl,
             session_max_lifetime=settings.session_max_lifetime,
         ),
+        require_verified_email=settings.require_verified_email,
+        mfa_token_ttl=settings.mfa_token_ttl,
     )
     principals = PrincipalResolver(
         codec=codec,

@@ -15,9 +15,11 @@ from bastion.errors import (
     BastionError,
     BodyTooLarge,
     Conflict,
+    EmailNotVerified,
     InsufficientScope,
     InvalidCredentialsGrant,
     InvalidToken,
+    MfaRequired,
     NotFound,
     OAuthError,
     PermissionDenied,
@@ -80,8 +82,9 @@ def _oauth_error_code(exc: BastionError) -> str:
         return exc.error
     if isinstance(exc, ServiceUnavailable):
         return "temporarily_unavailable"
-    # A throttled or disabled account cannot use its credentials: RFC 6749's invalid_grant.
-    return "invalid_grant" if isinstance(exc, Throttled | AccountDisabled) else "invalid_request"
+    # A throttled, disabled or unverified account cannot use its credentials: invalid_grant.
+    refused = Throttled | AccountDisabled | EmailNotVerified
+    return "invalid_grant" if isinstance(exc, refused) else "invalid_request"
 
 
 def render(request: Request, exc: BastionError) -> Response:
@@ -91,6 +94,8 @@ def render(request: Request, exc: BastionError) -> Response:
     if isinstance(exc, OAuthError) or request.url.path in OAUTH_PATHS:
         body.update(error=_oauth_error_code(exc), error_description=exc.message)
         headers.extend(NO_STORE.items())
+    if isinstance(exc, MfaRequired) and exc.mfa_token is not None:
+        body["mfa_token"] = exc.mfa_token  # shown once; grant_type=urn:bastion:mfa redeems it
     return _json(status, body, headers)
 
 

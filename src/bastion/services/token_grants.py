@@ -11,11 +11,13 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from bastion.db.models import User
 from bastion.errors import (
     AccountDisabled,
+    EmailNotVerified,
     InvalidCredentialsGrant,
     InvalidGrant,
     InvalidScope,
     InvalidTarget,
     InvalidToken,
+    MfaRequired,
     NotFound,
     RefreshTokenReused,
     Throttled,
@@ -24,7 +26,7 @@ from bastion.scopes import format_scope
 from bastion.security.access_tokens import AccessTokenCodec
 from bastion.security.opaque_tokens import REFRESH_TOKEN_PREFIX, TokenDigester
 from bastion.security.passwords import PasswordHasher
-from bastion.services import audit, sessions, users
+from bastion.services import audit, mfa, sessions, users
 from bastion.services.access_catalog import AccessCatalog, Catalog
 from bastion.services.auth_state import AuthState, UserView
 from bastion.services.sessions import SessionPolicy
@@ -75,7 +77,11 @@ class TokenGrants:
         throttle: LoginThrottle,
         read_engine: AsyncEngine,
         observe: Callable[[str], None] = lambda event: None,
+        require_verified_email: bool = False,
+        mfa_token_ttl: int = 300,
     ) -> None:
+        self.require_verified_email = require_verified_email
+        self.mfa_token_ttl = mfa_token_ttl
         self.read_engine = read_engine
         self.throttle = throttle
         self.observe = observe  # told of every login outcome and reuse, for metrics
@@ -92,7 +98,10 @@ class TokenGrants:
         """The user these credentials prove, or :class:`InvalidCredentialsGrant`.
 
         An unknown user costs one dummy verification, like a known one.
-        A correct password of a disabled account is :class:`AccountDisabled`.
+        A correct password of a disabled account is :class:`AccountDisabled`, of an
+        unverified one (when verification is required) :class:`EmailNotVerified`, of
+        one with a second factor :class:`MfaRequired`: the password alone proves
+        nothing more, and does not clear the failure counter until the code does.
         While throttled, even a correct password gets :class:`Throttled`.
         """
         try:
@@ -112,14 +121,21 @@ class TokenGrants:
             user_id = found.user.id if found is not None else None
             self._login_refused(db, "login_failed", user_id, identifier, client)
             raise InvalidCredentialsGrant(keep_writes=True)
-        await self.throttle.succeeded(username=identifier, ip=client.ip)
+        if not found.second_factor:
+            await self.throttle.succeeded(username=identifier, ip=client.ip)
         if not found.user.is_active:
             self.observe("login_disabled")
             raise AccountDisabled()
+        if self.require_verified_email and not found.user.email_verified:
+            self.observe("login_unverified")
+            raise EmailNotVerified()
         if result.new_hash is not None:
             await users.upgrade_hash(
                 db, user_id=found.user.id, old=found.hashed_password, new=result.new_hash
             )
+        if found.second_factor:
+            self.observe("login_mfa_required")
+            raise MfaRequired(user_id=found.user.id)
         self.observe("login_succeeded")
         return found.user
 
@@ -148,9 +164,50 @@ class TokenGrants:
         catalog = await self.catalog.current()
         requested = _requested(catalog, scope)
         _check_resource(catalog, resource)
-        user = await self.check_password(
-            db, identifier=identifier, password=password, client=client
+        try:
+            user = await self.check_password(
+                db, identifier=identifier, password=password, client=client
+            )
+        except MfaRequired as pending:
+            pending.mfa_token = await mfa.challenge(
+                db, digester=self.digester, user_id=pending.user_id, login=identifier,
+                scope=scope, resource=resource, ttl=self.mfa_token_ttl, ip=client.ip,
+            )
+            raise
+        return await self._open_session(
+            db, catalog, user, requested=requested, resource=resource, client=client
         )
+
+    async def finish_login(
+        self,
+        db: AsyncSession,
+        *,
+        user: UserView,
+        scope: str | None,
+        resource: str | None,
+        client: ClientInfo,
+        method: str,
+    ) -> TokenSet:
+        """The token set of a login whose second factor (``method``) has just been checked."""
+        catalog = await self.catalog.current()
+        requested = _requested(catalog, scope)
+        _check_resource(catalog, resource)
+        return await self._open_session(
+            db, catalog, user, requested=requested, resource=resource, client=client,
+            detail={"mfa": method},
+        )
+
+    async def _open_session(
+        self,
+        db: AsyncSession,
+        catalog: Catalog,
+        user: UserView,
+        *,
+        requested: frozenset[str] | None,
+        resource: str | None,
+        client: ClientInfo,
+        detail: dict[str, str] | None = None,
+    ) -> TokenSet:
         granted = catalog.scopes_for(user.roles) & catalog.allowed_for(resource)
         if requested is not None:
             granted &= requested
@@ -166,7 +223,7 @@ class TokenGrants:
         )
         audit.record(
             db, "login_succeeded", user_id=user.id, ip=client.ip,
-            detail={"session_id": grant.session_id},
+            detail={"session_id": grant.session_id, **(detail or {})},
         )
         return self._token_set(catalog, user, grant)
 

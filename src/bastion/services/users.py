@@ -11,7 +11,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from bastion.db.engine import on_commit
-from bastion.db.models import ApiKey, AuthSession, User, UserRole, utcnow
+from bastion.db.models import ApiKey, AuthSession, TotpCredential, User, UserRole, utcnow
 from bastion.db.pagination import paginate
 from bastion.errors import Conflict, NotFound, PermissionDenied
 from bastion.scopes import DEFAULT_ROLE
@@ -40,15 +40,17 @@ _LOGIN_QUERY = (
         User.email_verified_at,
         User.hashed_password,
         func.aggregate_strings(UserRole.role_name, " ").label("roles"),
+        TotpCredential.confirmed_at.label("second_factor_since"),
     )
     .outerjoin(UserRole, UserRole.user_id == User.id)
+    .outerjoin(TotpCredential, TotpCredential.user_id == User.id)
     .where(
         or_(
             User.username_canonical == bindparam("login"),
             User.email_canonical == bindparam("login"),
         )
     )
-    .group_by(User.id)
+    .group_by(User.id, TotpCredential.confirmed_at)  # at most one credential per user
 )
 
 
@@ -58,6 +60,7 @@ class LoginCandidate:
 
     user: UserView
     hashed_password: str
+    second_factor: bool = False  # a confirmed TOTP: the password alone does not log in
 
 
 async def find_login(connection: AsyncConnection, identifier: str) -> LoginCandidate | None:
@@ -68,7 +71,11 @@ async def find_login(connection: AsyncConnection, identifier: str) -> LoginCandi
     if row is None:
         return None
     roles = row.roles.split() if row.roles else ()
-    return LoginCandidate(user=UserView.build(row, roles), hashed_password=row.hashed_password)
+    return LoginCandidate(
+        user=UserView.build(row, roles),
+        hashed_password=row.hashed_password,
+        second_factor=row.second_factor_since is not None,
+    )
 
 
 async def upgrade_hash(db: AsyncSession, *, user_id: str, old: str, new: str) -> None:

@@ -28,7 +28,7 @@ from bastion.api.schemas import (
 )
 from bastion.errors import InvalidRequest, UnsupportedGrantType
 from bastion.scopes import ME
-from bastion.services import audit, email_verification, sessions, users
+from bastion.services import audit, email_verification, mfa_login, sessions, users
 from bastion.services.principals import Principal
 
 router = APIRouter(prefix="/auth", tags=["auth"])
@@ -80,7 +80,8 @@ async def token(
     client: Client,
     form: Annotated[TokenForm, Form()],
 ) -> TokenOut:
-    """OAuth 2.0 token endpoint (RFC 6749): the password and refresh_token grants."""
+    """OAuth 2.0 token endpoint (RFC 6749): the password and refresh_token grants, and
+    ``urn:bastion:mfa`` (the second step of a login whose account has a second factor)."""
     response.headers["Cache-Control"] = "no-store"
     response.headers["Pragma"] = "no-cache"
     resource = _resource(form, request)
@@ -97,6 +98,13 @@ async def token(
         tokens = await runtime.grants.refresh_grant(
             db, refresh_token=form.refresh_token, scope=form.scope, client=client,
             resource=resource,
+        )
+    elif form.grant_type == mfa_login.MFA_GRANT:
+        if not form.mfa_token or not form.code:
+            raise InvalidRequest("mfa_token and code are required")
+        tokens = await mfa_login.mfa_grant(
+            db, runtime.grants, kit_of(runtime), mfa_token=form.mfa_token, code=form.code,
+            client=client, resource=resource,
         )
     else:
         raise UnsupportedGrantType()
