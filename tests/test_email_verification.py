@@ -164,3 +164,36 @@ async def test_required_verification_refuses_login_until_verified(
     assert (await api.client.post("/auth/verify-email", json={"token": token})).status_code == 204
     assert (await api.login(username)).status_code == 200
     assert (await api.client.get("/users/me", auth=(username, PASSWORD))).status_code == 200
+
+
+async def test_revision_0003_downgrades_and_upgrades(database_url: str) -> None:
+    """The schema of this feature is a static, reversible revision."""
+    import asyncio
+
+    from sqlalchemy import inspect
+
+    from bastion.db import migrate
+    from bastion.db.engine import create_engine
+
+    async def tables() -> tuple[set[str], set[str]]:
+        engine = create_engine(database_url)
+        try:
+            async with engine.connect() as connection:
+                def read(sync: Any) -> tuple[set[str], set[str]]:
+                    found = inspect(sync)
+                    columns = {column["name"] for column in found.get_columns("users")}
+                    return set(found.get_table_names()), columns
+
+                return await connection.run_sync(read)
+        finally:
+            await engine.dispose()
+
+    new_tables = {"one_time_tokens", "totp_credentials", "recovery_codes"}
+    names, columns = await tables()
+    assert new_tables <= names and "email_verified_at" in columns
+    await asyncio.to_thread(migrate.downgrade, database_url, "0002")
+    names, columns = await tables()
+    assert not new_tables & names and "email_verified_at" not in columns
+    await asyncio.to_thread(migrate.upgrade, database_url)
+    names, columns = await tables()
+    assert new_tables <= names and "email_verified_at" in columns

@@ -235,3 +235,25 @@ async def test_setting_a_password_needs_users_write(api: Api) -> None:
         user = await db.get(User, account.id)
         assert user is not None
         assert (await api.runtime.passwords.verify(PASSWORD, user.hashed_password)).valid
+
+
+async def test_used_and_expired_tokens_are_purged(
+    api: Api, inbox: Inbox, runtime: Runtime
+) -> None:
+    from datetime import timedelta
+
+    from bastion.services import maintenance
+
+    account = await api.account()
+    used = await _mailed_token(api, inbox, runtime, account)
+    await _reset(api, used)
+    await _mailed_token(api, inbox, runtime, account)  # live: kept
+    result = await maintenance.purge(runtime.sessionmaker, audit_retention_days=365)
+    assert result.sessions_and_tokens >= 1
+    async with transaction(runtime.sessionmaker) as db:
+        left = list(await db.scalars(select(OneTimeToken)))
+        assert len(left) == 1 and left[0].used_at is None
+        from bastion.services import one_time_tokens
+
+        later = utcnow() + timedelta(hours=1)
+        assert await one_time_tokens.purge_expired(db, now=later) == 1

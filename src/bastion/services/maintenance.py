@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bastion.db.engine import transaction
 from bastion.outages import describe, failed_dependency
-from bastion.services import audit, sessions
+from bastion.services import audit, one_time_tokens, sessions
 from bastion.services.signing_keys import KeyManager
 
 logger = logging.getLogger(__name__)
@@ -29,6 +29,7 @@ async def purge(
 ) -> PurgeResult:
     async with transaction(sessionmaker) as db:
         ended = await sessions.purge_expired(db)
+        ended += await one_time_tokens.purge_expired(db)  # used or expired links, mfa_tokens
         old = await audit.purge_older_than(db, days=audit_retention_days)
     return PurgeResult(sessions_and_tokens=ended, audit_events=old)
 

@@ -64,7 +64,7 @@ async def openid_configuration(runtime: RuntimeDep) -> dict[str, Any]:
         "introspection_endpoint": f"{issuer}/auth/introspect",
         "userinfo_endpoint": f"{issuer}/userinfo",
         "scopes_supported": sorted((await runtime.catalog.current()).scopes),
-        "grant_types_supported": ["password", "refresh_token"],
+        "grant_types_supported": ["password", "refresh_token", "urn:bastion:mfa"],
         "response_types_supported": ["token"],
         "token_endpoint_auth_methods_supported": ["none"],
         "revocation_endpoint_auth_methods_supported": ["none"],
