@@ -497,6 +497,7 @@ credentials = st.one_of(
 )
 
 
+@pytest.mark.parametrize("settings_overrides", [{"basic_auth": True}])  # Basic is checked too
 @examples(30)
 @given(headers=credentials)
 @example(headers={"Authorization": basic("a\x00b", "a password")})

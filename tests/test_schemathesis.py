@@ -94,6 +94,7 @@ SETTINGS = Settings(
     # themselves are tested in test_throttling.py.
     login_max_failures=1_000_000,
     ip_max_failures=1_000_000,
+    basic_auth=True,  # test_api_with_basic and the Basic account operations use it
 )
 APP = create_app(SETTINGS)
 OPENAPI = APP.openapi()

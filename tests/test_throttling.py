@@ -55,6 +55,7 @@ async def test_success_clears_the_account_counter(api: Api) -> None:
     assert await _fail(api, alice.username, 5) == [401] * 5
 
 
+@pytest.mark.parametrize("settings_overrides", [{"basic_auth": True}])
 async def test_basic_auth_failures_count_toward_the_same_limit(api: Api) -> None:
     alice = await api.account()
     for _ in range(5):

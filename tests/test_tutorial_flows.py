@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import base64
+from typing import Any
+
+import pytest
+
 from conftest import PASSWORD, Api
 
 
@@ -56,11 +61,10 @@ async def test_unknown_user_gets_the_same_answer_as_wrong_password(api: Api) -> 
     assert unknown.headers.get("www-authenticate") == wrong.headers.get("www-authenticate")
 
 
-async def test_no_token_is_401_with_challenges(api: Api) -> None:
+async def test_no_token_is_401_with_the_bearer_challenge(api: Api) -> None:
     response = await api.client.get("/users/me")
     assert response.status_code == 401
-    challenges = response.headers.get_list("www-authenticate")
-    assert "Bearer" in challenges and 'Basic realm="bastion"' in challenges
+    assert response.headers.get_list("www-authenticate") == ["Bearer"]
 
 
 async def test_login_by_email_ignoring_case(api: Api) -> None:
@@ -69,6 +73,7 @@ async def test_login_by_email_ignoring_case(api: Api) -> None:
     assert response.status_code == 200
 
 
+@pytest.mark.parametrize("settings_overrides", [{"basic_auth": True}])
 async def test_http_basic_reads_me(api: Api) -> None:
     alice = await api.account()
     response = await api.client.get("/users/me", auth=(alice.username, PASSWORD))
@@ -77,3 +82,31 @@ async def test_http_basic_reads_me(api: Api) -> None:
     wrong = await api.client.get("/users/me", auth=(alice.username, "nope-nope-nope"))
     assert wrong.status_code == 401
     assert 'Basic realm="bastion"' in wrong.headers.get_list("www-authenticate")
+
+
+async def test_http_basic_is_off_by_default(api: Api) -> None:
+    alice = await api.account()
+    response = await api.client.get("/users/me", auth=(alice.username, PASSWORD))
+    assert response.status_code == 401
+    assert response.headers.get_list("www-authenticate") == ["Bearer"]
+
+
+@pytest.mark.parametrize("settings_overrides", [{}, {"basic_auth": True}], ids=["off", "on"])
+async def test_only_a_basic_request_is_offered_basic(
+    api: Api, settings_overrides: dict[str, Any]
+) -> None:
+    """A Basic challenge makes a browser pop its sign-in dialog: never to other requests."""
+    sent = {
+        "nothing": {},
+        "api key": {"X-API-Key": "bst_" + "A" * 43},
+        "another scheme": {"Authorization": "Digest username=alice"},
+        "basic": {"Authorization": "Basic " + base64.b64encode(b"alice:wrong-one").decode()},
+    }
+    challenges = {}
+    for name, headers in sent.items():
+        response = await api.client.get("/users/me", headers=headers)
+        assert response.status_code == 401, (name, response.text)
+        challenges[name] = response.headers.get_list("www-authenticate")
+    basic = ["Bearer", 'Basic realm="bastion"'] if settings_overrides else ["Bearer"]
+    assert challenges == {"nothing": ["Bearer"], "api key": ["Bearer"],
+                          "another scheme": ["Bearer"], "basic": basic}

@@ -58,7 +58,9 @@ class Settings(BaseSettings):
     # from more threads than cores, and loses cache to their switching).
     hashing_threads: int | None = Field(default=None, ge=1)
 
-    basic_auth: bool = True
+    # Off by default: each Basic request costs a password hash, and a Basic challenge makes
+    # browsers pop their native sign-in dialog.
+    basic_auth: bool = False
     api_key_query: bool = False
 
     login_max_failures: int = Field(default=5, ge=1)
@@ -84,6 +86,11 @@ class Settings(BaseSettings):
     # Second factor (TOTP)
     totp_issuer: str = "Bastion"  # the name authenticator apps show
     mfa_token_ttl: int = Field(default=300, ge=30, le=1_800)
+    # OAuth 2.1 / OpenID Connect authorization server
+    password_grant: bool = True  # RFC 9700 says MUST NOT; on for the FastAPI tutorial flow
+    authorization_code_ttl: int = Field(default=60, ge=10, le=600)
+    browser_session_ttl: int = Field(default=8 * 3_600, ge=60)  # the hosted login's cookie
+    client_secret_grace: int = Field(default=86_400, ge=0)  # the old secret after a rotation
 
     trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)

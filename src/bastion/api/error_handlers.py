@@ -34,8 +34,14 @@ NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 
 
 def _challenges(request: Request) -> list[str]:
+    """Bearer; Basic too, when it is on, to a request that sent Basic credentials itself.
+
+    A Basic challenge makes a browser pop its native sign-in dialog, so a page
+    that never used Basic (Swagger UI, a single-page app) must never receive one.
+    """
     challenges = ["Bearer"]
-    if request.app.state.runtime.settings.basic_auth:
+    scheme = request.headers.get("authorization", "").partition(" ")[0]
+    if request.app.state.runtime.settings.basic_auth and scheme.lower() == "basic":
         challenges.append('Basic realm="bastion"')
     return challenges
 
