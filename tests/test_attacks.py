@@ -36,6 +36,7 @@ from jwt.algorithms import ECAlgorithm
 
 from bastion.db.engine import transaction
 from bastion.runtime import Runtime
+from bastion.security.access_tokens import LEEWAY_SECONDS
 from bastion.security.signing_keys import KeyMaterial
 from bastion.services.signing_keys import rotate_key
 from conftest import Api
@@ -711,6 +712,22 @@ async def test_expired_token(victim: Victim) -> None:
     await victim.control({}, {"exp": now + 600, "iat": now - 300})
 
 
+async def test_expired_token_says_so_on_every_use(victim: Victim) -> None:
+    """"token expired", not a generic "invalid token", however often it is presented:
+    a token seen once while valid (and remembered as verified) and one never seen before."""
+    exp = int(time.time()) - LEEWAY_SECONDS + 2  # still inside the leeway for 1-2 s
+    seen = victim.signed({}, {"exp": exp, "iat": exp - 900})
+    await assert_accepted(victim.api, seen, victim.user_id)
+    await asyncio.sleep(max(0.0, exp + LEEWAY_SECONDS - time.time()) + 0.2)
+    never_seen = victim.signed({}, {"exp": exp - 60, "iat": exp - 960})
+    details = []
+    for token in (seen, seen, seen, never_seen, never_seen):
+        response = await victim.api.client.get("/users/me", headers=_authorization(token))
+        assert response.headers.get_list("www-authenticate") == [INVALID_TOKEN]
+        details.append((response.status_code, response.json()["detail"]))
+    assert details == [(401, "token expired")] * 5
+
+
 async def test_missing_required_claims(victim: Victim) -> None:
     """Each required claim absent or null (API.md: a missing required claim is 401)."""
     required = ("iss", "aud", "sub", "exp", "iat", "jti", "sid", "scope")
@@ -916,3 +933,47 @@ async def test_throttling_bypass_by_username_spelling(api: Api) -> None:
     ]
     codes = [(await api.login(name, "Wrong-password-1")).status_code for name in spellings]
     assert codes == [401] * 5 + [429]
+
+
+FORM = {"Content-Type": "application/x-www-form-urlencoded"}
+
+
+@pytest.mark.parametrize(
+    ("path", "repeated"),
+    [
+        ("/auth/token", "grant_type=refresh_token&grant_type=password"),
+        ("/auth/token", "username={user}&username=someone-else"),
+        ("/auth/token", "password=wrong-guess-1&password={password}"),
+        ("/auth/token", "scope=me&scope=todos:write"),
+        ("/auth/token", "resource=https://a.example&resource=https://b.example"),
+        ("/auth/token", "refresh_token=x&refresh_token=y"),
+        ("/auth/token", "mfa_token=x&mfa_token=y"),
+        ("/auth/token", "code=123456&code=654321"),
+        ("/auth/token", "client_id=a&client_id=b"),
+        ("/auth/revoke", "token={token}&token=bsr_other"),
+        ("/auth/revoke", "token_type_hint=access_token&token_type_hint=refresh_token"),
+    ],
+)
+async def test_repeated_parameters_are_refused(api: Api, path: str, repeated: str) -> None:
+    """Parameter pollution (RFC 6749 §3.2: parameters MUST NOT be included more than once):
+    which copy a parser keeps is not the client's to choose. 400 invalid_request, and
+    nothing happens: no login, no revocation."""
+    alice = await api.account()
+    base = {
+        "/auth/token": f"username={alice.username}&password={alice.password}",
+        "/auth/revoke": f"token={alice.access_token}",
+    }[path]
+    fields = repeated.format(user=alice.username, password=alice.password,
+                             token=alice.access_token)
+    names = {pair.split("=")[0] for pair in fields.split("&")}
+    kept = "&".join(p for p in base.split("&") if p.split("=")[0] not in names)
+    body = "&".join(filter(None, [kept, fields]))
+    response = await api.client.post(path, content=body, headers=FORM)
+    assert response.status_code == 400, response.text
+    assert response.json()["error"] == "invalid_request"
+    assert response.headers["cache-control"] == "no-store"
+    assert (await api.client.get("/users/me", headers=alice.headers)).status_code == 200
+    # A single copy of each is a request like any other (the control).
+    assert (await api.client.post(path, content=base, headers=FORM)).status_code == 200
+    query = await api.client.post(f"{path}?resource=a&resource=b", content=base, headers=FORM)
+    assert query.status_code == 400 and query.json()["error"] == "invalid_request"

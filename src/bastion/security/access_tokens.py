@@ -26,6 +26,7 @@ REQUIRED_CLAIMS = ("iss", "aud", "sub", "exp", "iat", "jti", "sid", "scope")
 FORBIDDEN_HEADERS = frozenset({"jku", "x5u", "jwk", "x5c", "x5t", "x5t#S256", "crit", "enc", "zip"})
 LEEWAY_SECONDS = 5
 _JWK_EXPORTERS: dict[str, Callable[..., Any]] = {
+EXPIRED = "token expired"  # on every use of an expired token, cached before or not
     "ES256": ECAlgorithm.to_jwk,
     "EdDSA": OKPAlgorithm.to_jwk,
     "RS256": RSAAlgorithm.to_jwk,
@@ -158,7 +159,7 @@ class AccessTokenCodec:
             claims, kid = cached
             if claims.expires_at + LEEWAY_SECONDS <= time.time():
                 self._cache.pop(token, None)
-                raise InvalidToken("token expired")
+                raise InvalidToken(EXPIRED)
             if self._key_ring().get(kid) is None:  # its key was withdrawn since
                 self._cache.pop(token, None)
                 raise InvalidToken("signing key withdrawn")
@@ -209,6 +210,8 @@ class AccessTokenCodec:
         if not isinstance(kid, str):
             raise InvalidToken("token has no key id")
         key = self._key_ring().get(kid)
+        except jwt.ExpiredSignatureError as exc:  # raised only once the signature is checked
+            raise InvalidToken(EXPIRED) from exc
         if key is None:
             raise UnknownKey("unknown key id")
         if header.get("alg") != key.algorithm:

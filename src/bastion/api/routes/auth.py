@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Form, Request, Response, status
+from fastapi import APIRouter, Depends, Form, Request, Response, status
 
 from bastion.api.deps import (
     Client,
@@ -14,6 +14,7 @@ from bastion.api.deps import (
     RuntimeDep,
     requires,
 )
+from bastion.api.oauth_params import single_valued
 from bastion.api.params import ObjectId
 from bastion.api.responses import AUTH_ERRORS, OAUTH_ERRORS, errors
 from bastion.api.routes.account_recovery import kit_of
@@ -71,7 +72,12 @@ def _resource(form: TokenForm, request: Request) -> str | None:
     return form.resource or (in_query[0] if in_query else None)
 
 
-@router.post("/token", response_model=TokenOut, responses=OAUTH_ERRORS)
+@router.post(
+    "/token",
+    response_model=TokenOut,
+    responses=OAUTH_ERRORS,
+    dependencies=[Depends(single_valued)],
+)
 async def token(
     request: Request,
     response: Response,
@@ -120,6 +126,7 @@ async def token(
     "/revoke",
     # The answer has no body: declared so, rather than as FastAPI's default JSON.
     response_class=Response,
+    dependencies=[Depends(single_valued)],
     responses={200: {"description": "Revoked, or nothing to revoke"}, **OAUTH_ERRORS},
 )
 async def revoke(
