@@ -48,6 +48,37 @@ async def test_counter_ignores_username_case(api: Api) -> None:
     assert codes == [401] * 5 + [429]
 
 
+async def test_username_and_email_of_one_account_share_one_counter(api: Api) -> None:
+    """Alternating between the account's username and its email buys no extra guesses."""
+    alice, bob = await api.account(), await api.account()
+    names = [alice.username, alice.email, alice.email.upper(), alice.username, alice.email]
+    codes = [(await api.login(name, "wrong-password-x")).status_code for name in names]
+    assert codes == [401] * 5
+    assert (await api.login(alice.username, "wrong-password-x")).status_code == 429
+    assert (await api.login(alice.email, PASSWORD)).status_code == 429
+    assert (await api.login(bob.email, PASSWORD)).status_code == 200
+
+
+async def test_success_by_email_clears_the_username_counter(api: Api) -> None:
+    alice = await api.account()
+    await _fail(api, alice.username, 4)
+    assert (await api.login(alice.email, PASSWORD)).status_code == 200
+    assert await _fail(api, alice.username, 5) == [401] * 5
+
+
+async def test_unknown_identifiers_are_counted_by_their_canonical_form(api: Api) -> None:
+    """Unknown names and emails: one counter per canonical identifier, throttled after the
+    same 5 failures as an account, with the same answers."""
+    alice = await api.account()
+    known = await _fail(api, alice.email, 6)
+    ghost = "ghost.never@example.com"
+    spellings = [ghost, ghost.upper(), f" {ghost}", ghost.title(), ghost, ghost]
+    unknown = [(await api.login(name, "wrong-password-x")).status_code for name in spellings]
+    assert known == unknown == [401] * 5 + [429]
+    other = await api.login("ghost.other@example.com", "wrong-password-x")
+    assert other.status_code == 401  # another unknown identifier counts on its own
+
+
 async def test_success_clears_the_account_counter(api: Api) -> None:
     alice = await api.account()
     await _fail(api, alice.username, 4)

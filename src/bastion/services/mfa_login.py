@@ -2,8 +2,8 @@
 
 The token is spent by its first use, right or wrong: each guess at a code
 costs a fresh password check. A wrong code counts toward the same failure
-limits as a wrong password (keyed by the name the login used), and only a
-right code clears them.
+limits as a wrong password (the account's counter, whichever name the login
+used), and only a right code clears them.
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ async def mfa_grant(
         raise InvalidGrant("the account is disabled or gone", keep_writes=True)
     login = str(pending.get("login") or user.username)
     try:
-        await grants.throttle.check(username=login, ip=client.ip)
+        await grants.throttle.check(username=login, ip=client.ip, account_id=user.id)
     except Throttled:
         audit.record(db, "login_throttled", user_id=user.id, ip=client.ip, detail={"mfa": True})
         raise
@@ -54,11 +54,11 @@ async def mfa_grant(
         db, kit, digester=grants.digester, user_id=user.id, code=code
     )
     if method is None:
-        await grants.throttle.failed(username=login, ip=client.ip)
+        await grants.throttle.failed(username=login, ip=client.ip, account_id=user.id)
         grants.observe("login_mfa_failed")
         audit.record(db, "mfa_failed", user_id=user.id, ip=client.ip)
         raise InvalidGrant("incorrect or already used code; sign in again", keep_writes=True)
-    await grants.throttle.succeeded(username=login, ip=client.ip)
+    await grants.throttle.succeeded(username=login, ip=client.ip, account_id=user.id)
     if method == "recovery_code":
         audit.record(db, "recovery_code_used", user_id=user.id, ip=client.ip)
     grants.observe("login_succeeded")

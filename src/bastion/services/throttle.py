@@ -1,9 +1,11 @@
 """Brute-force throttling of password checks with the ``limits`` library (moving window).
 
 Two counters, both counting failures only:
-- per (canonical username, client IP): a stranger cannot lock a user out
-  from elsewhere, and unknown usernames are counted exactly like known ones;
-- per client IP, across all usernames.
+- per (account, client IP): a stranger cannot lock a user out from elsewhere.
+  The account is the one the identifier names, so a login by username and one
+  by email count as one; an identifier that names none is counted by its
+  canonical form, exactly like a known one;
+- per client IP, across all identifiers.
 Counters live in process memory, or in Redis when ``BASTION_REDIS_URL`` is
 set so every worker and instance shares them; while Redis does not answer,
 in process memory again (:mod:`bastion.services.counters`).
@@ -27,6 +29,17 @@ from bastion.services.counters import FallbackStorage
 NAMESPACE = "bastion-login"
 
 
+def subject(identifier: str, account_id: str | None) -> str:
+    """Whose counter a login counts on: the account's (``account_id``, when the
+    identifier names one), else the identifier's canonical form.
+
+    The two kinds never meet: an identifier cannot pass for an account id.
+    """
+    if account_id is not None:
+        return "id:" + account_id
+    return "name:" + identifier.strip().casefold()
+
+
 class LoginThrottle:
     def __init__(
         self,
@@ -43,26 +56,30 @@ class LoginThrottle:
         self._ip = RateLimitItemPerSecond(ip_failures, ip_window, NAMESPACE)
 
     @staticmethod
-    def _keys(username: str, ip: str | None) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    def _keys(
+        username: str, ip: str | None, account_id: str | None
+    ) -> tuple[tuple[str, ...], tuple[str, ...]]:
         address = ip or "unknown"
-        return ("account", username.strip().casefold(), address), ("ip", address)
+        return ("account", subject(username, account_id), address), ("ip", address)
 
-    async def check(self, *, username: str, ip: str | None) -> None:
+    async def check(self, *, username: str, ip: str | None, account_id: str | None = None) -> None:
         """Raise :class:`Throttled` if this attempt may not even be checked."""
-        account_key, ip_key = self._keys(username, ip)
+        account_key, ip_key = self._keys(username, ip, account_id)
         for item, key in ((self._account, account_key), (self._ip, ip_key)):
             if not await self._limiter.test(item, *key):
                 stats = await self._limiter.get_window_stats(item, *key)
                 raise Throttled(retry_after=math.ceil(max(1.0, stats.reset_time - time.time())))
 
-    async def failed(self, *, username: str, ip: str | None) -> None:
-        account_key, ip_key = self._keys(username, ip)
+    async def failed(self, *, username: str, ip: str | None, account_id: str | None = None) -> None:
+        account_key, ip_key = self._keys(username, ip, account_id)
         await self._limiter.hit(self._account, *account_key)
         await self._limiter.hit(self._ip, *ip_key)
 
-    async def succeeded(self, *, username: str, ip: str | None) -> None:
+    async def succeeded(
+        self, *, username: str, ip: str | None, account_id: str | None = None
+    ) -> None:
         """A correct password clears that account's counter for that IP."""
-        account_key, _ = self._keys(username, ip)
+        account_key, _ = self._keys(username, ip, account_id)
         await self._limiter.clear(self._account, *account_key)
 
     async def ready(self) -> bool:

@@ -102,27 +102,30 @@ class TokenGrants:
         unverified one (when verification is required) :class:`EmailNotVerified`, of
         one with a second factor :class:`MfaRequired`: the password alone proves
         nothing more, and does not clear the failure counter until the code does.
-        While throttled, even a correct password gets :class:`Throttled`.
+        While throttled, even a correct password gets :class:`Throttled`. The
+        failures are counted per account (by username or email alike), or per
+        canonical identifier when it names none; either way the lookup comes
+        first, so a throttled unknown name costs what a throttled account does.
         """
-        try:
-            await self.throttle.check(username=identifier, ip=client.ip)
-        except Throttled:
-            self._login_refused(db, "login_throttled", None, identifier, client)
-            raise
         # Read the account on the read pool and verify with no transaction open:
         # on SQLite a transaction holds the write lock, which must not wait on a hash.
         async with self.read_engine.connect() as lookup:
             found = await users.find_login(lookup, identifier)
+        user_id = found.user.id if found is not None else None
+        try:
+            await self.throttle.check(username=identifier, ip=client.ip, account_id=user_id)
+        except Throttled:
+            self._login_refused(db, "login_throttled", user_id, identifier, client)
+            raise
         result = await self.passwords.verify(
             password, found.hashed_password if found is not None else None
         )
         if found is None or not result.valid:
-            await self.throttle.failed(username=identifier, ip=client.ip)
-            user_id = found.user.id if found is not None else None
+            await self.throttle.failed(username=identifier, ip=client.ip, account_id=user_id)
             self._login_refused(db, "login_failed", user_id, identifier, client)
             raise InvalidCredentialsGrant(keep_writes=True)
         if not found.second_factor:
-            await self.throttle.succeeded(username=identifier, ip=client.ip)
+            await self.throttle.succeeded(username=identifier, ip=client.ip, account_id=user_id)
         if not found.user.is_active:
             self.observe("login_disabled")
             raise AccountDisabled()
