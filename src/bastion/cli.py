@@ -19,6 +19,7 @@ from bastion.config import Settings
 from bastion.db import migrate
 from bastion.db.engine import create_engine, create_sessionmaker, transaction
 from bastion.db.models import utcnow
+from bastion.embed import prepare_database
 from bastion.errors import BastionError
 from bastion.log import configure_logging
 from bastion.scopes import DEFAULT_ROLE
@@ -46,16 +47,6 @@ def _settings(*, must_exist: bool = True) -> Settings:
     return settings
 
 
-async def _prepare(settings: Settings) -> None:
-    """Create the first signing key (once, before any worker starts)."""
-    engine = create_engine(settings.database_url)
-    try:
-        async with transaction(create_sessionmaker(engine)) as db:
-            await signing_keys.ensure_active_key(db, algorithm=settings.jwt_algorithm)
-    finally:
-        await engine.dispose()
-
-
 @app.command()
 def serve(
     host: Annotated[str, typer.Option(help="Address to bind.")] = "127.0.0.1",
@@ -74,8 +65,8 @@ def serve(
     if workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         # Each worker writes its metric samples here; /metrics adds them up.
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="bastion-metrics-")
-    migrate.upgrade(settings.database_url)
-    asyncio.run(_prepare(settings))
+    # Migrate and make the first signing key once, before any worker starts.
+    asyncio.run(prepare_database(settings))
     uvicorn.run(
         "bastion.app:create_server_app",
         factory=True,

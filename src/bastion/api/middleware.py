@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import json
-
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from bastion.asgi import HttpMiddleware, on_response_start
+from bastion.asgi import HttpMiddleware, on_response_start, send_json
 
 SENSITIVE_PREFIXES = ("/auth", "/users", "/admin")
 
@@ -20,19 +18,7 @@ class _TooLarge(HTTPException):
 
 
 async def _send_413(send: Send) -> None:
-    body = json.dumps({"detail": "request body too large"}).encode()
-    await send(
-        {
-            "type": "http.response.start",
-            "status": 413,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode()),
-                (b"connection", b"close"),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
+    await send_json(send, 413, {"detail": "request body too large"}, [(b"connection", b"close")])
 
 
 class BodyLimitMiddleware(HttpMiddleware):

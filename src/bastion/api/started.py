@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import logging
 
 from starlette.types import Receive, Scope, Send
 
-from bastion.asgi import HttpMiddleware
+from bastion.asgi import HttpMiddleware, send_json
 
 logger = logging.getLogger(__name__)
 NOT_STARTED = (
@@ -29,16 +28,4 @@ class StartedCheckMiddleware(HttpMiddleware):
         if not self._logged:
             logger.error(NOT_STARTED)
             self._logged = True
-        body = json.dumps({"detail": NOT_STARTED}).encode()
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 503,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(body)).encode()),
-                    (b"retry-after", b"60"),
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": body})
+        await send_json(send, 503, {"detail": NOT_STARTED}, [(b"retry-after", b"60")])
