@@ -8,11 +8,15 @@ import json
 from collections.abc import AsyncIterator
 from typing import Any
 
+import httpx
 import pytest
 from sqlalchemy import func, select
 
+from bastion.app import create_app
+from bastion.config import Settings
 from bastion.db.engine import transaction
 from bastion.db.models import User
+from bastion.runtime import Runtime, build_runtime
 from conftest import PASSWORD, Api
 
 NEW_PASSWORD = "copper-Meadow-27-violin"
@@ -124,6 +128,76 @@ async def test_username_and_email_are_unique_ignoring_case(api: Api, field: str)
         again = await api.client.post("/auth/register", json={"password": PASSWORD, **clash})
         assert again.status_code == 409, (clash, again.text)
         assert "detail" in again.json()
+
+
+# Registration: the per-IP quota and closing it
+
+
+async def _register_from(runtime: Runtime, ip: str, username: str) -> httpx.Response:
+    transport = httpx.ASGITransport(app=create_app(runtime=runtime), client=(ip, 40000))
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as other:
+        return await other.post("/auth/register", json=body(username))
+
+
+async def test_registrations_are_limited_per_ip(api: Api) -> None:
+    """10 an hour from one IP by default, failed attempts (a taken name) included."""
+    taken = api.unique("taken")
+    statuses = [(await api.register(taken)).status_code for _ in range(3)]
+    statuses += [(await api.register()).status_code for _ in range(7)]
+    assert statuses == [201, 409, 409] + [201] * 7
+    refused = await api.register()
+    assert refused.status_code == 429, refused.text
+    assert 3_500 <= int(refused.headers["retry-after"]) <= 3_600
+    name = api.unique()
+    assert (await _register_from(api.runtime, "198.51.100.23", name)).status_code == 201
+    # The refused attempt created nothing, and login is not limited by it.
+    assert (await api.login(name)).status_code == 200
+
+
+@pytest.mark.parametrize("settings_overrides", [{"register_max_per_ip": 2}])
+async def test_the_registration_quota_is_configurable(api: Api) -> None:
+    assert [(await api.register()).status_code for _ in range(3)] == [201, 201, 429]
+
+
+@pytest.mark.redis
+async def test_the_registration_quota_is_shared_through_redis(
+    settings: Settings, redis_url: str
+) -> None:
+    """Two instances on one Redis: sign-ups on A and B add up."""
+    import redis.asyncio as redis
+
+    await redis.from_url(redis_url).flushdb()
+    shared = Settings(
+        database_url=settings.database_url, redis_url=redis_url, register_max_per_ip=3,
+        _env_file=None,
+    )
+    runtimes = [await build_runtime(shared), await build_runtime(shared)]
+    try:
+        statuses = [
+            (await _register_from(runtimes[i % 2], "198.51.100.5", Api.unique())).status_code
+            for i in range(4)
+        ]
+        assert statuses == [201, 201, 201, 429]
+    finally:
+        for runtime in runtimes:
+            await runtime.close()
+        await redis.from_url(redis_url).flushdb()
+
+
+@pytest.mark.parametrize("settings_overrides", [{"registration": "closed"}])
+async def test_closed_registration_is_403_and_creates_nothing(api: Api) -> None:
+    name = api.unique()
+    response = await api.register(name)
+    assert response.status_code == 403, response.text
+    assert response.json() == {
+        "detail": "registration is closed: an administrator creates accounts"
+    }
+    async with transaction(api.runtime.sessionmaker) as db:
+        count = await db.scalar(select(func.count()).select_from(User))
+    assert count == 0
+    # Accounts made by an administrator (the CLI and the admin API use the same service) work.
+    admin = await api.account("admin")
+    assert (await api.client.get("/users/me", headers=admin.headers)).status_code == 200
 
 
 # The caller's own account
@@ -340,6 +414,7 @@ async def test_read_profiles_by_id(api: Api, role: str, status: int) -> None:
 # Concurrency
 
 
+@pytest.mark.parametrize("settings_overrides", [{"register_max_per_ip": 100}])  # not the quota
 async def test_concurrent_duplicate_registrations_make_one_account(api: Api) -> None:
     name = api.unique("racer")
     responses = await asyncio.gather(

@@ -96,6 +96,7 @@ SETTINGS = Settings(
     ip_max_failures=1_000_000,
     basic_auth=True,  # test_api_with_basic and the Basic account operations use it
 )
+    register_max_per_ip=1_000_000,  # every example may sign up; the quota is in test_accounts
 APP = create_app(SETTINGS)
 OPENAPI = APP.openapi()
 

@@ -62,6 +62,9 @@ class Settings(BaseSettings):
     # browsers pop their native sign-in dialog.
     basic_auth: bool = False
     api_key_query: bool = False
+    # Self-service sign-up at POST /auth/register; closed: accounts come from an administrator.
+    registration: Literal["open", "closed"] = "open"
+    register_max_per_ip: int = Field(default=10, ge=1)  # an hour; a taken name counts too
 
     login_max_failures: int = Field(default=5, ge=1)
     login_failure_window: int = Field(default=900, ge=1)

@@ -16,6 +16,7 @@ from bastion.services.request_limits import Quota
 
 TOTP_KEY_INFO = b"bastion/totp-secret/v1"
 
+REGISTER_WINDOW = 3_600  # seconds: REGISTER_MAX_PER_IP is per hour
 
 @dataclass(frozen=True)
 class AccountKit:
@@ -27,6 +28,7 @@ class AccountKit:
     address_quota: Quota  # per purpose and address: no mail bombing of one inbox
     reset_ip_quota: Quota
     totp_box: SecretBox
+    register_ip_quota: Quota  # sign-ups per IP: each one hashes a password and sends a mail
     totp_issuer: str
 
     def queue(self, db: AsyncSession, mail: Mail) -> None:
@@ -65,3 +67,6 @@ def build_account_kit(settings: Settings, *, master_key: bytes, storage: Storage
         totp_box=SecretBox(master_key, info=TOTP_KEY_INFO),
         totp_issuer=settings.totp_issuer,
     )
+        register_ip_quota=Quota(
+            storage, name="register-ip", limit=settings.register_max_per_ip, window=REGISTER_WINDOW
+        ),

@@ -27,7 +27,7 @@ from bastion.api.schemas import (
     TokenOut,
     UserOut,
 )
-from bastion.errors import InvalidRequest, UnsupportedGrantType
+from bastion.errors import InvalidRequest, PermissionDenied, UnsupportedGrantType
 from bastion.scopes import ME
 from bastion.services import audit, email_verification, mfa_login, sessions, users
 from bastion.services.principals import Principal
@@ -40,10 +40,18 @@ router = APIRouter(prefix="/auth", tags=["auth"])
     "/register",
     status_code=status.HTTP_201_CREATED,
     response_model=UserOut,
-    responses=errors(400, 409, 413, 422, 429),
+    responses=errors(400, 403, 409, 413, 422, 429),
 )
 async def register(body: RegisterIn, db: DbSession, runtime: RuntimeDep, client: Client) -> object:
-    """Create an account and mail it a link that verifies its address."""
+    """Create an account and mail it a link that verifies its address.
+
+    403 while ``REGISTRATION`` is closed. Every well-formed attempt, whether it
+    succeeds or not (a taken name is a 409), counts toward the per-IP quota
+    (``REGISTER_MAX_PER_IP`` an hour): past it, 429 with ``Retry-After``.
+    """
+    if runtime.settings.registration == "closed":
+        raise PermissionDenied("registration is closed: an administrator creates accounts")
+    await kit_of(runtime).register_ip_quota.take(client.ip or "unknown")
     user = await users.create_user(
         db,
         passwords=runtime.passwords,
