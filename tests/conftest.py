@@ -33,7 +33,7 @@ SKIP_POSTGRES = "BASTION_TEST_POSTGRES_URL is not set: PostgreSQL runs skipped (
 SKIP_REDIS = "BASTION_TEST_REDIS_URL is not set: Redis tests skipped (CI sets it)"
 _PG_TABLES = (
     "audit_events, refresh_tokens, auth_sessions, api_keys, todos, user_roles, users, "
-    "signing_keys, instance_secrets, resource_servers, resource_server_scopes"
+    "signing_keys, instance_secrets, resource_servers, resource_server_scopes, oauth_clients"
 )
 _counter = itertools.count(1)
 

@@ -160,16 +160,18 @@ async def test_access_and_refresh_tokens_are_not_interchangeable(api: Api) -> No
 
 
 TOKEN_ENDPOINT_ERRORS: dict[str, tuple[dict[str, str], int, str]] = {
-    "client_credentials grant": (
+    # Client grants need an authenticated (or, public, a named) client first.
+    "client_credentials grant without a client": (
         {"grant_type": "client_credentials"},
-        400,
-        "unsupported_grant_type",
+        401,
+        "invalid_client",
     ),
-    "authorization_code grant": (
+    "authorization_code grant without a client": (
         {"grant_type": "authorization_code", "code": "x"},
-        400,
-        "unsupported_grant_type",
+        401,
+        "invalid_client",
     ),
+    "unknown grant type": ({"grant_type": "urn:example:unknown"}, 400, "unsupported_grant_type"),
     "password grant without password": (
         {"grant_type": "password", "username": "someone"},
         400,

@@ -34,6 +34,7 @@ from bastion.api.routes import (
     admin,
     api_keys,
     auth,
+    clients,
     introspection,
     meta,
     mfa,
@@ -57,7 +58,7 @@ def bastion_routers(settings: Settings) -> list[APIRouter]:
         routers.append(todos.router)
     routers += [
         auth.router, introspection.router, api_keys.router, admin.router, access.router,
-        account_recovery.router, mfa.router, mfa.admin_router,
+        account_recovery.router, mfa.router, mfa.admin_router, clients.router,
         meta.router,
     ]
     if settings.metrics:

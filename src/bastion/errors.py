@@ -160,3 +160,24 @@ class MfaRequired(InvalidCredentialsGrant):
         super().__init__(keep_writes=True)
         self.user_id = user_id
         self.mfa_token: str | None = None
+
+
+class InvalidClient(OAuthError):
+    """Client authentication failed: unknown client, wrong or missing secret (RFC 6749 5.2)."""
+
+    error = "invalid_client"
+    status_code = 401
+    message = "client authentication failed"
+
+
+class UnauthorizedClient(OAuthError):
+    """The client may not use this grant type or response type."""
+
+    error = "unauthorized_client"
+    message = "this client is not allowed to use this grant type"
+
+
+class NoUser(PermissionDenied):
+    """A client's own token (client_credentials) on a route that acts for a user."""
+
+    message = "this route acts for a user; a client's own token has none"

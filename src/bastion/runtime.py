@@ -21,6 +21,7 @@ from bastion.db.engine import (
 from bastion.metrics import Metrics
 from bastion.redis_client import create_client
 from bastion.security.access_tokens import AccessTokenCodec
+from bastion.security.id_tokens import IdTokenSigner
 from bastion.security.opaque_tokens import TokenDigester
 from bastion.security.passwords import PasswordHasher, usable_cpus
 from bastion.services import access_model, instance_secrets, todos
@@ -28,6 +29,8 @@ from bastion.services.access_catalog import CATALOG, AccessCatalog
 from bastion.services.access_model import ScopeDeclaration
 from bastion.services.account_kit import AccountKit, build_account_kit
 from bastion.services.auth_state import AuthState
+from bastion.services.authorization_server import AuthorizationServer
+from bastion.services.clients import CLIENT, ClientRegistry, ensure_docs_client
 from bastion.services.principals import PrincipalResolver
 from bastion.services.sessions import SessionPolicy
 from bastion.services.signing_keys import KeyManager
@@ -57,6 +60,8 @@ class Runtime:
     metrics: Metrics
     todo_pages: TodoPages
     catalog: AccessCatalog
+    clients: ClientRegistry
+    oauth: AuthorizationServer
     redis: Redis | None = None
     events: StateEvents | None = None
     account_kit: AccountKit | None = None  # mail, link quotas, the TOTP secret box
@@ -145,6 +150,10 @@ async def build_runtime(
     if declared:
         async with transaction(sessionmaker) as db:
             await access_model.declare_scopes(db, state, declared)
+    clients = ClientRegistry(read_sessionmaker, digester=digester, ttl=settings.state_cache_ttl)
+    state.register(CLIENT, clients)
+    async with transaction(sessionmaker) as db:
+        await ensure_docs_client(db, state, issuer=settings.issuer)
     todo_pages = TodoPages(ttl=settings.state_cache_ttl)
     state.register(TODOS, todo_pages)
     redis_url = settings.redis_url.get_secret_value() if settings.redis_url else None
@@ -178,6 +187,7 @@ async def build_runtime(
         state=state,
         catalog=catalog,
         grants=grants,
+        clients=clients,
         sessionmaker=sessionmaker,
         reload_keys=keys.reload_for_unknown_kid,
     )
@@ -197,6 +207,16 @@ async def build_runtime(
         metrics=metrics,
         todo_pages=todo_pages,
         catalog=catalog,
+        clients=clients,
+        oauth=AuthorizationServer(
+            grants=grants,
+            clients=clients,
+            id_tokens=IdTokenSigner(
+                key_ring=lambda: keys.ring, issuer=settings.issuer, ttl=settings.access_token_ttl
+            ),
+            code_ttl=settings.authorization_code_ttl,
+            browser_session_ttl=settings.browser_session_ttl,
+        ),
         account_kit=build_account_kit(
             settings,
             master_key=hash_key,

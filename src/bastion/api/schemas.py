@@ -140,7 +140,11 @@ class TokenForm(BaseModel):
     refresh_token: _FormText = None
     resource: _FormText = None  # RFC 8707: the API the token is for
     mfa_token: _FormText = None  # grant_type=urn:bastion:mfa
-    code: _FormSecret = None  # a TOTP or recovery code, with the mfa_token
+    code: _FormSecret = None  # a TOTP or recovery code, with the mfa_token; or an authorization code
+    redirect_uri: _FormText = None  # grant_type=authorization_code
+    code_verifier: _FormSecret = None  # PKCE (RFC 7636)
+    client_id: _FormText = None  # a public client names itself; client_secret_post
+    client_secret: _FormSecret = None
 
 
 class RevokeForm(BaseModel):
@@ -154,8 +158,9 @@ class TokenOut(BaseModel):
     access_token: str
     token_type: str = "bearer"
     expires_in: int
-    refresh_token: str
+    refresh_token: str | None = None  # none for client_credentials
     scope: str
+    id_token: str | None = None  # OpenID Connect, when ``openid`` was granted
 
 
 class SessionOut(BaseModel):

@@ -207,6 +207,8 @@ class AuthSession(Base):
     scopes: Mapped[str] = mapped_column(String(500))
     # The resource server (RFC 8707) its access tokens are for; None: Bastion's own audience.
     audience: Mapped[str | None] = mapped_column(String(255))
+    # The OAuth client the session was opened for (authorization code flow); None: first party.
+    client_id: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     last_used_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
@@ -312,3 +314,76 @@ class RecoveryCode(Base):
     code_hash: Mapped[str] = mapped_column(String(64), unique=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class OAuthClient(Base):
+    """A registered OAuth client: public (PKCE only) or confidential (with a secret)."""
+
+    __tablename__ = "oauth_clients"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)  # the client_id
+    name: Mapped[str] = mapped_column(String(100))
+    type: Mapped[str] = mapped_column(String(16))  # public | confidential
+    redirect_uris: Mapped[str] = mapped_column(Text)  # one URI a line, compared exactly
+    post_logout_redirect_uris: Mapped[str] = mapped_column(Text, default="")
+    grant_types: Mapped[str] = mapped_column(String(200))
+    scopes: Mapped[str] = mapped_column(String(500))
+    first_party: Mapped[bool] = mapped_column(Boolean, default=False)
+    is_active: Mapped[bool] = mapped_column(Boolean, default=True)
+    secret_hash: Mapped[str | None] = mapped_column(String(64))
+    # After a rotation the previous secret still works until previous_secret_expires_at.
+    previous_secret_hash: Mapped[str | None] = mapped_column(String(64))
+    previous_secret_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class AuthorizationCode(Base):
+    """A single-use authorization code (stored as an HMAC), bound to client, URI and PKCE."""
+
+    __tablename__ = "authorization_codes"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    code_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    client_id: Mapped[str] = mapped_column(
+        ForeignKey("oauth_clients.id", ondelete="CASCADE"), index=True
+    )
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    redirect_uri: Mapped[str] = mapped_column(Text)
+    scopes: Mapped[str] = mapped_column(String(500))
+    code_challenge: Mapped[str] = mapped_column(String(128))
+    nonce: Mapped[str | None] = mapped_column(String(255))
+    browser_session_id: Mapped[str | None] = mapped_column(String(36))
+    auth_time: Mapped[datetime] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # The session its first redemption opened: revoked when the code is presented again.
+    session_id: Mapped[str | None] = mapped_column(String(36))
+
+
+class BrowserSession(Base):
+    """A sign-in at the hosted login page, held by a cookie whose HMAC is stored here."""
+
+    __tablename__ = "browser_sessions"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    auth_time: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class Consent(Base):
+    """The scopes a user has allowed a third-party client; a request within them asks no more."""
+
+    __tablename__ = "oauth_consents"
+
+    user_id: Mapped[str] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
+    )
+    client_id: Mapped[str] = mapped_column(
+        ForeignKey("oauth_clients.id", ondelete="CASCADE"), primary_key=True
+    )
+    scopes: Mapped[str] = mapped_column(String(500))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

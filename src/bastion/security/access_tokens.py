@@ -22,11 +22,12 @@ from bastion.security.signing_keys import KeyMaterial, KeyRing
 
 ACCESS_TOKEN_TYPE = "at+jwt"
 MAX_TOKEN_LENGTH = 4096
-REQUIRED_CLAIMS = ("iss", "aud", "sub", "exp", "iat", "jti", "sid", "scope")
+REQUIRED_CLAIMS = ("iss", "aud", "sub", "exp", "iat", "jti", "scope")
+# ``sid`` too, except in a client's own token (client_credentials): ``sub`` is then its client_id.
 FORBIDDEN_HEADERS = frozenset({"jku", "x5u", "jwk", "x5c", "x5t", "x5t#S256", "crit", "enc", "zip"})
 LEEWAY_SECONDS = 5
-_JWK_EXPORTERS: dict[str, Callable[..., Any]] = {
 EXPIRED = "token expired"  # on every use of an expired token, cached before or not
+_JWK_EXPORTERS: dict[str, Callable[..., Any]] = {
     "ES256": ECAlgorithm.to_jwk,
     "EdDSA": OKPAlgorithm.to_jwk,
     "RS256": RSAAlgorithm.to_jwk,
@@ -40,13 +41,19 @@ class UnknownKey(InvalidToken):
 @dataclass(frozen=True, slots=True)
 class AccessClaims:
     subject: str
-    session_id: str
+    session_id: str | None  # None only in a client's own token
     scopes: frozenset[str]
     username: str
     token_id: str
     issued_at: int
     expires_at: int
     audiences: frozenset[str]  # ``aud``: one string when Bastion issued it, maybe a list
+    client_id: str | None = None  # RFC 9068 ``client_id``: the OAuth client it was issued to
+
+    @property
+    def is_client_token(self) -> bool:
+        """A client_credentials token: the client acts for itself, no user, no session."""
+        return self.session_id is None and self.client_id == self.subject
 
     @property
     def audience(self) -> str:
@@ -104,11 +111,15 @@ class AccessTokenCodec:
         *,
         user_id: str,
         username: str,
-        session_id: str,
+        session_id: str | None,
         scopes: frozenset[str],
         audience: str | None = None,
+        client_id: str | None = None,
     ) -> IssuedToken:
-        """Sign a token for ``audience`` (a resource server), by default Bastion's own."""
+        """Sign a token for ``audience`` (a resource server), by default Bastion's own.
+
+        A client's own token has no session: ``user_id`` is then its ``client_id``.
+        """
         key = self._key_ring().active
         now = int(time.time())
         claims = AccessClaims(
@@ -120,8 +131,9 @@ class AccessTokenCodec:
             issued_at=now,
             expires_at=now + self._ttl,
             audiences=frozenset({audience or self._audience}),
+            client_id=client_id,
         )
-        payload = {
+        payload: dict[str, Any] = {
             "iss": self._issuer,
             "aud": audience or self._audience,
             "sub": user_id,
@@ -130,8 +142,13 @@ class AccessTokenCodec:
             "jti": claims.token_id,
             "sid": session_id,
             "scope": " ".join(sorted(scopes)),
-            "preferred_username": username,
         }
+        if username:
+            payload["preferred_username"] = username
+        if session_id is None:
+            del payload["sid"]
+        if client_id is not None:
+            payload["client_id"] = client_id
         token = jwt.encode(
             payload,
             key.private_key,
@@ -193,6 +210,8 @@ class AccessTokenCodec:
                     "verify_aud": False,
                 },
             )
+        except jwt.ExpiredSignatureError as exc:  # raised only once the signature is checked
+            raise InvalidToken(EXPIRED) from exc
         except jwt.PyJWTError as exc:
             raise InvalidToken("invalid token") from exc
         return _claims_from(payload), key.kid
@@ -210,8 +229,6 @@ class AccessTokenCodec:
         if not isinstance(kid, str):
             raise InvalidToken("token has no key id")
         key = self._key_ring().get(kid)
-        except jwt.ExpiredSignatureError as exc:  # raised only once the signature is checked
-            raise InvalidToken(EXPIRED) from exc
         if key is None:
             raise UnknownKey("unknown key id")
         if header.get("alg") != key.algorithm:
@@ -220,12 +237,18 @@ class AccessTokenCodec:
 
 
 def _claims_from(payload: dict[str, Any]) -> AccessClaims:
-    sub, sid, jti, scope, aud = (
-        payload.get(name) for name in ("sub", "sid", "jti", "scope", "aud")
+    sub, sid, jti, scope, aud, client_id = (
+        payload.get(name) for name in ("sub", "sid", "jti", "scope", "aud", "client_id")
     )
     username = payload.get("preferred_username", "")
     exp, iat = payload.get("exp"), payload.get("iat")
-    texts_ok = all(isinstance(value, str) and value for value in (sub, sid, jti))
+    if client_id is not None and not (isinstance(client_id, str) and client_id):
+        raise InvalidToken("malformed claims")
+    if sid is None and client_id is not None and client_id == sub:
+        sid_ok = True  # a client's own token
+    else:
+        sid_ok = isinstance(sid, str) and bool(sid)
+    texts_ok = sid_ok and all(isinstance(value, str) and value for value in (sub, jti))
     audiences = _audiences(aud)
     if not (texts_ok and audiences and isinstance(scope, str) and isinstance(username, str)):
         raise InvalidToken("malformed claims")
@@ -233,13 +256,14 @@ def _claims_from(payload: dict[str, Any]) -> AccessClaims:
         raise InvalidToken("malformed claims")
     return AccessClaims(
         subject=str(sub),
-        session_id=str(sid),
+        session_id=str(sid) if sid is not None else None,
         scopes=frozenset(scope.split()),
         username=username,
         token_id=str(jti),
         issued_at=iat,
         expires_at=exp,
         audiences=audiences,
+        client_id=client_id,
     )
 
 
@@ -250,3 +274,35 @@ def _audiences(aud: object) -> frozenset[str]:
     if isinstance(aud, list) and all(isinstance(item, str) and item for item in aud):
         return frozenset(aud)
     return frozenset()
+
+
+def sign_jwt(payload: dict[str, Any], key: KeyMaterial, *, typ: str) -> str:
+    """Sign ``payload`` with ``key``, headed ``typ`` and ``kid`` (the id_token's signer uses it)."""
+    return jwt.encode(payload, key.private_key, algorithm=key.algorithm,
+                      headers={"typ": typ, "kid": key.kid})
+
+
+def verify_own_jwt(
+    token: str, key_ring: KeyRing, *, typ: str, issuer: str, verify_exp: bool = True
+) -> dict[str, Any]:
+    """The claims of a JWT of ours of type ``typ`` (e.g. an id_token hint), else InvalidToken."""
+    if len(token) > MAX_TOKEN_LENGTH or token.count(".") != 2:
+        raise InvalidToken("malformed token")
+    try:
+        header = jwt.get_unverified_header(token)
+    except jwt.PyJWTError as exc:
+        raise InvalidToken("malformed token") from exc
+    kid = header.get("kid")
+    key = key_ring.get(kid) if isinstance(kid, str) else None
+    if FORBIDDEN_HEADERS.intersection(header) or header.get("typ") != typ or key is None:
+        raise InvalidToken("not a token of ours")
+    try:
+        claims: dict[str, Any] = jwt.decode(
+            token, key.public_key, algorithms=[key.algorithm], issuer=issuer,
+            leeway=LEEWAY_SECONDS,
+            options={"require": ["iss", "sub", "aud", "iat"], "verify_aud": False,
+                     "verify_exp": verify_exp},
+        )
+    except jwt.PyJWTError as exc:
+        raise InvalidToken("invalid token") from exc
+    return claims

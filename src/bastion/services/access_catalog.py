@@ -17,9 +17,11 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bastion.db.models import ResourceServer, ResourceServerScope, RoleScope, Scope
 from bastion.db.models import Role as RoleRow
+from bastion.scopes import OPENID
 from bastion.services.auth_state import TtlCache
 
 CATALOG = "catalog"  # the cache kind, for invalidation and fan-out
+UNGATED_SCOPES = frozenset({OPENID})
 
 
 @dataclass(frozen=True)
@@ -33,11 +35,25 @@ class Catalog:
     # Derived once per snapshot: read on every request.
     audiences: frozenset[str] = field(init=False)
     own_scopes: frozenset[str] = field(init=False)  # scopes no registered API owns
+    ungated: frozenset[str] = field(init=False)  # scopes any user may consent to (openid)
 
     def __post_init__(self) -> None:
         owned = frozenset().union(*self.resources.values())
         object.__setattr__(self, "audiences", frozenset(self.resources))
         object.__setattr__(self, "own_scopes", frozenset(self.scopes) - owned)
+        object.__setattr__(self, "ungated", UNGATED_SCOPES & self.scopes.keys())
+
+    def permitted(self, roles: tuple[str, ...]) -> frozenset[str]:
+        """What a token of a user with ``roles`` may carry: their scopes and the ungated ones.
+
+        Unlike :meth:`scopes_for` (a login's default), ``openid`` is in it: it is never
+        granted unless asked for, and then to anyone.
+        """
+        key = ("", *roles)  # no role is named "": its own slot in the same memo
+        permitted = self._granted.get(key)
+        if permitted is None:
+            permitted = self._granted[key] = self.scopes_for(roles) | self.ungated
+        return permitted
 
     def scopes_for(self, roles: tuple[str, ...]) -> frozenset[str]:
         """The union of what ``roles`` grant (unknown roles grant nothing)."""

@@ -47,6 +47,12 @@ EVENTS: Final = frozenset(
         "role_deleted",
         "resource_server_created",
         "resource_server_deleted",
+        "client_created",
+        "client_updated",
+        "client_deleted",
+        "client_secret_rotated",
+        "consent_granted",
+        "authorization_code_reused",
     }
 )
 

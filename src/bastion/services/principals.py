@@ -2,7 +2,10 @@
 
 All three end in the same :class:`Principal`: the user and the scopes this
 credential carries, capped by the user's current roles, so a demoted admin
-loses admin rights on the next request.
+loses admin rights on the next request. A client's own token
+(client_credentials) is a principal too, of kind ``client``: it has a
+``client_id`` and no user, and a route that reads ``principal.user`` refuses
+it with 403 (:class:`~bastion.errors.NoUser`).
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bastion.db.engine import transaction
 from bastion.db.models import utcnow
-from bastion.errors import AccountDisabled, AuthenticationError, InvalidGrant, InvalidToken
+from bastion.errors import AccountDisabled, AuthenticationError, InvalidGrant, InvalidToken, NoUser
 from bastion.security.access_tokens import (
     MAX_TOKEN_LENGTH,
     AccessClaims,
@@ -23,27 +26,43 @@ from bastion.security.access_tokens import (
     UnknownKey,
 )
 from bastion.security.opaque_tokens import API_KEY_PREFIX, TokenDigester
-from bastion.services.access_catalog import AccessCatalog
+from bastion.services.access_catalog import AccessCatalog, Catalog
 from bastion.services.auth_state import AuthState, UserView
+from bastion.services.clients import ClientRegistry
 from bastion.services.token_grants import ClientInfo, TokenGrants
 
-CredentialKind = Literal["bearer", "api_key", "basic"]
+CredentialKind = Literal["bearer", "api_key", "basic", "client"]
 
 
 @dataclass(frozen=True, slots=True)
 class Principal:
-    user: UserView
+    account: UserView | None  # None for a client acting for itself
     scopes: frozenset[str]
     credential: CredentialKind
     session_id: str | None = None
     api_key_id: str | None = None
+    client_id: str | None = None  # the OAuth client the token was issued to
+
+    @property
+    def user(self) -> UserView:
+        """The user this credential acts for; a client's own token has none (403)."""
+        if self.account is None:
+            raise NoUser()
+        return self.account
 
 
 @dataclass(frozen=True, slots=True)
 class Introspection:
     claims: AccessClaims
-    username: str
+    username: str | None
     scopes: frozenset[str]  # as effective now: capped by the user's roles and the API's scopes
+
+
+def _for_audiences(catalog: Catalog, claims: AccessClaims, scopes: frozenset[str]) -> frozenset[str]:
+    """``scopes`` capped by the scopes of each registered API the token is for."""
+    for audience in claims.audiences & catalog.audiences:
+        scopes &= catalog.resources[audience]
+    return scopes
 
 
 class PrincipalResolver:
@@ -55,9 +74,11 @@ class PrincipalResolver:
         state: AuthState,
         catalog: AccessCatalog,
         grants: TokenGrants,
+        clients: ClientRegistry,
         sessionmaker: async_sessionmaker[AsyncSession],
         reload_keys: Callable[[], Awaitable[bool]],
     ) -> None:
+        self._clients = clients
         self._codec = codec
         self._digester = digester
         self._state = state
@@ -68,30 +89,37 @@ class PrincipalResolver:
 
     async def _live(
         self, token: str, audiences: frozenset[str] | None = None
-    ) -> tuple[AccessClaims, UserView, frozenset[str]]:
-        """A valid token whose session and user still stand, and its effective scopes."""
+    ) -> tuple[AccessClaims, UserView | None, frozenset[str]]:
+        """A valid token whose session and user (or client) still stand, and its effective scopes."""
         try:
             claims = self._codec.verify(token, audiences=audiences)
         except UnknownKey:
             if not await self._reload_keys():
                 raise
             claims = self._codec.verify(token, audiences=audiences)
+        catalog = await self._catalog.current()
+        if claims.is_client_token:
+            # No session to revoke: the token is short-lived, and stops with its client.
+            client = await self._clients.get(claims.subject)
+            if client is None:
+                raise InvalidToken("the client is disabled or gone")
+            return claims, None, _for_audiences(catalog, claims, claims.scopes & client.scopes)
+        if claims.session_id is None:
+            raise InvalidToken("the token has no session")
         session = await self._state.session(claims.session_id)
         if session is None or session.user_id != claims.subject or not session.is_active(utcnow()):
             raise InvalidToken("the session has ended")
         user = await self._state.user(claims.subject)
         if user is None or not user.is_active:
             raise InvalidToken("the account is disabled or gone")
-        catalog = await self._catalog.current()
-        scopes = claims.scopes & catalog.scopes_for(user.roles)
-        for audience in claims.audiences & catalog.audiences:
-            scopes &= catalog.resources[audience]
-        return claims, user, scopes
+        scopes = claims.scopes & catalog.permitted(user.roles)
+        return claims, user, _for_audiences(catalog, claims, scopes)
 
     async def from_bearer(self, token: str) -> Principal:
         claims, user, scopes = await self._live(token)
         return Principal(
-            user=user, scopes=scopes, credential="bearer", session_id=claims.session_id
+            account=user, scopes=scopes, credential="client" if user is None else "bearer",
+            session_id=claims.session_id, client_id=claims.client_id,
         )
 
     async def introspect(self, token: str) -> Introspection | None:
@@ -103,7 +131,8 @@ class PrincipalResolver:
             claims, user, scopes = await self._live(token, catalog.audiences)
         except InvalidToken:
             return None
-        return Introspection(claims=claims, username=user.username, scopes=scopes)
+        username = user.username if user is not None else None
+        return Introspection(claims=claims, username=username, scopes=scopes)
 
     async def from_api_key(self, key: str) -> Principal:
         if not key.startswith(API_KEY_PREFIX) or len(key) > 128:
@@ -116,7 +145,7 @@ class PrincipalResolver:
             raise AuthenticationError("invalid API key")
         catalog = await self._catalog.current()
         return Principal(
-            user=user,
+            account=user,
             scopes=api_key.scopes & catalog.scopes_for(user.roles),
             credential="api_key",
             api_key_id=api_key.id,
@@ -131,4 +160,4 @@ class PrincipalResolver:
         except (InvalidGrant, AccountDisabled) as exc:
             raise AuthenticationError("incorrect username or password") from exc
         catalog = await self._catalog.current()
-        return Principal(user=user, scopes=catalog.scopes_for(user.roles), credential="basic")
+        return Principal(account=user, scopes=catalog.scopes_for(user.roles), credential="basic")

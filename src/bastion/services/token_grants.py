@@ -300,7 +300,7 @@ class TokenGrants:
         self, catalog: Catalog, user: UserView, grant: sessions.SessionGrant
     ) -> TokenSet:
         # The effective scopes are capped by the user's current roles (and the API's scopes).
-        scopes = grant.scopes & catalog.scopes_for(user.roles) & catalog.allowed_for(grant.audience)
+        scopes = grant.scopes & catalog.permitted(user.roles) & catalog.allowed_for(grant.audience)
         issued = self.codec.issue(
             user_id=user.id, username=user.username, session_id=grant.session_id, scopes=scopes,
             audience=grant.audience,

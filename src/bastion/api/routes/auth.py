@@ -14,6 +14,7 @@ from bastion.api.deps import (
     RuntimeDep,
     requires,
 )
+from bastion.api.oauth_grants import CLIENT_GRANTS, client_grant
 from bastion.api.oauth_params import single_valued
 from bastion.api.params import ObjectId
 from bastion.api.responses import AUTH_ERRORS, OAUTH_ERRORS, errors
@@ -83,6 +84,7 @@ def _resource(form: TokenForm, request: Request) -> str | None:
 @router.post(
     "/token",
     response_model=TokenOut,
+    response_model_exclude_none=True,
     responses=OAUTH_ERRORS,
     dependencies=[Depends(single_valued)],
 )
@@ -99,7 +101,11 @@ async def token(
     response.headers["Cache-Control"] = "no-store"
     response.headers["Pragma"] = "no-cache"
     resource = _resource(form, request)
+    if form.grant_type in CLIENT_GRANTS:
+        return await client_grant(request, db, runtime, client, form, resource)
     if form.grant_type in (None, "", "password"):
+        if not runtime.settings.password_grant:
+            raise UnsupportedGrantType("the password grant is off: use authorization_code")
         if not form.username or form.password is None:
             raise InvalidRequest("username and password are required")
         tokens = await runtime.grants.password_grant(

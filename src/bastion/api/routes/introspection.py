@@ -6,12 +6,12 @@ from typing import Annotated
 
 from fastapi import APIRouter, Form, Response
 
-from bastion.api.deps import CurrentPrincipal, RuntimeDep, requires
+from bastion.api.client_auth import IntrospectionCaller
+from bastion.api.deps import CurrentPrincipal, RuntimeDep
 from bastion.api.responses import errors
 from bastion.api.schemas import IntrospectForm, IntrospectionOut, UserInfoOut
 from bastion.errors import InsufficientScope
-from bastion.scopes import ME, OPENID, TOKENS_INTROSPECT, format_scope
-from bastion.services.principals import Principal
+from bastion.scopes import ME, OPENID, format_scope
 
 router = APIRouter(tags=["auth"])
 
@@ -25,12 +25,13 @@ router = APIRouter(tags=["auth"])
 async def introspect(
     response: Response,
     runtime: RuntimeDep,
-    caller: Annotated[Principal, requires(TOKENS_INTROSPECT)],
+    caller: IntrospectionCaller,
     form: Annotated[IntrospectForm, Form()],
 ) -> IntrospectionOut:
     """RFC 7662: ``active: true`` and the token's claims only while its session and user stand.
 
-    The caller authenticates with an API key (or token) carrying ``tokens:introspect``.
+    The caller is a confidential client (HTTP Basic ``client_id:client_secret``), or
+    authenticates with an API key (or token) carrying ``tokens:introspect``.
     """
     response.headers["Cache-Control"] = "no-store"
     found = await runtime.principals.introspect(form.token)
@@ -47,6 +48,7 @@ async def introspect(
         iss=runtime.codec.issuer,
         sid=claims.session_id,
         username=found.username,
+        client_id=claims.client_id,
         token_type="Bearer",
     )
 

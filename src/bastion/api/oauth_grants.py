@@ -1,0 +1,40 @@
+"""The token endpoint's client grants (authorization_code, client_credentials), as HTTP."""
+
+from __future__ import annotations
+
+from fastapi import Request
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bastion.api.client_auth import token_client
+from bastion.api.schemas import TokenForm, TokenOut
+from bastion.errors import InvalidRequest
+from bastion.runtime import Runtime
+from bastion.services.clients import AUTHORIZATION_CODE, CLIENT_CREDENTIALS
+from bastion.services.token_grants import ClientInfo
+
+CLIENT_GRANTS = frozenset({AUTHORIZATION_CODE, CLIENT_CREDENTIALS})
+
+
+async def client_grant(
+    request: Request, db: AsyncSession, runtime: Runtime, info: ClientInfo, form: TokenForm,
+    resource: str | None,
+) -> TokenOut:
+    """``grant_type`` authorization_code or client_credentials, for an authenticated client."""
+    client = await token_client(request, form, runtime.clients)
+    if form.grant_type == CLIENT_CREDENTIALS:
+        tokens = await runtime.oauth.client_credentials(
+            client=client, scope=form.scope, resource=resource
+        )
+    else:
+        if not form.code:
+            raise InvalidRequest("code is required")
+        if resource is not None:
+            raise InvalidRequest("resource is not supported with authorization_code")
+        tokens = await runtime.oauth.authorization_code(
+            db, client=client, code=form.code, redirect_uri=form.redirect_uri,
+            code_verifier=form.code_verifier, info=info,
+        )
+    return TokenOut(
+        access_token=tokens.access_token, expires_in=tokens.expires_in, scope=tokens.scope,
+        refresh_token=tokens.refresh_token, id_token=tokens.id_token,
+    )
