@@ -14,6 +14,7 @@ from conftest import PASSWORD, Api
 from servers import start_server
 
 
+@pytest.mark.parametrize("settings_overrides", [{"basic_auth": True}])  # a Basic login too
 async def test_no_secret_reaches_any_log_line(api: Api, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG)
     registered = await api.register("logwatcher", password=PASSWORD)
