@@ -45,6 +45,7 @@ from collections.abc import Callable, Iterator, MutableMapping
 from pathlib import Path
 from typing import Any
 
+import pyotp
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
@@ -315,6 +316,23 @@ def test_account_operations_with_the_password(
     method, path = label.split(" ")
     case = subset_schema[path][method].Case(body=body, media_type="application/json")
     assert _call(case, credential).status_code == 204
+
+
+def test_second_factor_operations_with_a_code(target: Target) -> None:
+    """Generated data cannot guess a TOTP code: an account of its own enrols, confirms with a
+    real code, then turns the factor off with its password (by bearer: Basic carries no code)."""
+    name = f"fuzzowner{next(_names)}"
+    target.new_user(name)
+    token = target.login(name)
+    secret = target.call("POST", "/users/me/mfa/totp", token=token)["secret"]
+    credential = {"Authorization": f"Bearer {token}"}
+    steps = [
+        ("/users/me/mfa/totp/confirm", "POST", {"code": pyotp.TOTP(secret).now()}, 200),
+        ("/users/me/mfa/totp", "DELETE", {"password": PASSWORD}, 204),
+    ]
+    for path, method, body, status in steps:
+        case = subset_schema[path][method].Case(body=body, media_type="application/json")
+        assert _call(case, credential).status_code == status
 
 
 def test_every_protected_operation_was_probed(request: pytest.FixtureRequest) -> None:

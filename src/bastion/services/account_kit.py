@@ -11,12 +11,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bastion.config import Settings
 from bastion.db.engine import on_commit
 from bastion.security.secret_box import SecretBox
+from bastion.services import mail_templates
 from bastion.services.mailer import Mail, Mailer, SmtpServer
 from bastion.services.request_limits import Quota
 
 TOTP_KEY_INFO = b"bastion/totp-secret/v1"
-
 REGISTER_WINDOW = 3_600  # seconds: REGISTER_MAX_PER_IP is per hour
+
 
 @dataclass(frozen=True)
 class AccountKit:
@@ -27,8 +28,8 @@ class AccountKit:
     reset_ttl: int
     address_quota: Quota  # per purpose and address: no mail bombing of one inbox
     reset_ip_quota: Quota
-    totp_box: SecretBox
     register_ip_quota: Quota  # sign-ups per IP: each one hashes a password and sends a mail
+    totp_box: SecretBox
     totp_issuer: str
 
     def queue(self, db: AsyncSession, mail: Mail) -> None:
@@ -39,6 +40,31 @@ class AccountKit:
     def link(base: str, token: str) -> str:
         """The token rides in the fragment: browsers send it to no server and no Referer."""
         return f"{base}#token={token}"
+
+    def mail_link(
+        self,
+        db: AsyncSession,
+        template: str,
+        *,
+        to: str,
+        username: str,
+        base: str,
+        token: str,
+        ttl: int,
+        **values: str,
+    ) -> None:
+        """Queue the message ``template`` with a link to ``base`` carrying ``token``."""
+        self.queue(
+            db,
+            mail_templates.render(
+                template,
+                to=to,
+                username=username,
+                link=self.link(base, token),
+                valid_for=mail_templates.duration(ttl),
+                **values,
+            ),
+        )
 
 
 def build_account_kit(settings: Settings, *, master_key: bytes, storage: Storage) -> AccountKit:
@@ -64,9 +90,9 @@ def build_account_kit(settings: Settings, *, master_key: bytes, storage: Storage
         reset_ip_quota=Quota(
             storage, name="reset-ip", limit=settings.password_reset_max_per_ip, window=window
         ),
-        totp_box=SecretBox(master_key, info=TOTP_KEY_INFO),
-        totp_issuer=settings.totp_issuer,
-    )
         register_ip_quota=Quota(
             storage, name="register-ip", limit=settings.register_max_per_ip, window=REGISTER_WINDOW
         ),
+        totp_box=SecretBox(master_key, info=TOTP_KEY_INFO),
+        totp_issuer=settings.totp_issuer,
+    )

@@ -12,7 +12,7 @@ from bastion.db.engine import on_commit
 from bastion.db.models import User, utcnow
 from bastion.errors import Conflict, InvalidLinkToken
 from bastion.security.opaque_tokens import TokenDigester
-from bastion.services import audit, mail_templates, one_time_tokens
+from bastion.services import audit, one_time_tokens
 from bastion.services.account_kit import AccountKit
 from bastion.services.auth_state import AuthState
 
@@ -29,16 +29,9 @@ async def send_verification(
         ttl=kit.verification_ttl,
         email=user.email_canonical,
     )
-    kit.queue(
-        db,
-        mail_templates.render(
-            "verify_email",
-            to=user.email,
-            username=user.username,
-            email=user.email,
-            link=kit.link(kit.verify_email_url, token),
-            valid_for=mail_templates.duration(kit.verification_ttl),
-        ),
+    kit.mail_link(
+        db, "verify_email", to=user.email, username=user.username, email=user.email,
+        base=kit.verify_email_url, token=token, ttl=kit.verification_ttl,
     )
     audit.record(db, "email_verification_sent", user_id=user.id, ip=ip)
 

@@ -19,7 +19,7 @@ from bastion.errors import InvalidLinkToken, NotFound
 from bastion.security.opaque_tokens import TokenDigester
 from bastion.security.password_policy import check_password
 from bastion.security.passwords import PasswordHasher
-from bastion.services import audit, email_verification, mail_templates, one_time_tokens
+from bastion.services import audit, email_verification, one_time_tokens
 from bastion.services.account_kit import AccountKit
 from bastion.services.auth_state import AuthState
 from bastion.services.sessions import revoke_user_sessions
@@ -55,15 +55,9 @@ async def request_reset(
         db, "password_reset_requested", user_id=row.id if row is not None else None, ip=ip
     )
     if row is not None:
-        kit.queue(
-            db,
-            mail_templates.render(
-                "password_reset",
-                to=row.email,
-                username=row.username,
-                link=kit.link(kit.password_reset_url, token),
-                valid_for=mail_templates.duration(kit.reset_ttl),
-            ),
+        kit.mail_link(
+            db, "password_reset", to=row.email, username=row.username,
+            base=kit.password_reset_url, token=token, ttl=kit.reset_ttl,
         )
 
 

@@ -68,7 +68,7 @@ async def verify_email(
     "/password-reset/request",
     status_code=status.HTTP_202_ACCEPTED,
     response_model=Accepted,
-    responses=errors(413, 422, 429),
+    responses=errors(400, 413, 422, 429),
 )
 async def request_password_reset(
     body: PasswordResetRequest, db: DbSession, runtime: RuntimeDep, kit: Kit, client: Client

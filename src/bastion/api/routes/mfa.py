@@ -51,7 +51,7 @@ async def confirm_totp(
     return RecoveryCodesOut(recovery_codes=codes)
 
 
-@router.delete("/totp", status_code=204, responses=errors(401, 403, 404, 413, 422, 429))
+@router.delete("/totp", status_code=204, responses=errors(400, 401, 403, 404, 413, 422, 429))
 async def disable_totp(
     body: MfaDisable, principal: Me, db: DbSession, runtime: RuntimeDep, client: Client
 ) -> None:
