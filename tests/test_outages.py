@@ -34,8 +34,8 @@ def _disk_full(runtime: Runtime) -> Exception:
     if runtime.settings.is_sqlite:
         return _sqlite_error("database or disk is full", 13)
     error = runtime.engine.dialect.loaded_dbapi.OperationalError("could not extend file")
-    error.sqlstate = "53100"  # disk_full
-    return error  # type: ignore[no-any-return]
+    error.sqlstate = "53100"  # type: ignore[attr-defined]  # disk_full
+    return error
 
 
 def _fail_commits(monkeypatch: pytest.MonkeyPatch, runtime: Runtime) -> None:

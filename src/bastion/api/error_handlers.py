@@ -124,7 +124,10 @@ async def _validation_error(request: Request, exc: Exception) -> Response:
     return JSONResponse({"detail": jsonable_encoder(errors)}, status_code=422)
 
 
-def _infrastructure_errors(outages: OutageLog) -> Callable[[Request, Exception], Awaitable[Response]]:
+Handler = Callable[[Request, Exception], Awaitable[Response]]
+
+
+def _infrastructure_errors(outages: OutageLog) -> Handler:
     """A handler answering 503 for a dependency that is down, and passing anything else on.
 
     Handled here, inside the middleware, the 503 carries the request id and the
@@ -148,7 +151,7 @@ async def _internal_error(request: Request, exc: Exception) -> Response:
     for the server to log, and uvicorn closes the connection; said in the answer,
     the client's next request goes on a new connection instead of failing.
     """
-    headers = {"Connection": "close", "Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"}
+    headers = {"Connection": "close", "X-Content-Type-Options": "nosniff", **NO_STORE}
     return JSONResponse({"detail": "internal error"}, status_code=500, headers=headers)
 
 

@@ -60,4 +60,6 @@ async def run_forever(
             if dependency is None:
                 logger.exception("maintenance round failed")
             else:  # an outage, not a bug: one line, no traceback
-                logger.warning("maintenance round skipped: %s unavailable (%s)", dependency, describe(exc))
+                logger.warning(
+                    "maintenance round skipped: %s unavailable (%s)", dependency, describe(exc)
+                )

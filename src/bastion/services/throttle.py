@@ -92,7 +92,7 @@ def create_storage(
     timeout: float = DEFAULT_REDIS_TIMEOUT,
     purpose: str = "rate limits",
 ) -> Storage:
-    """Process memory, or Redis (``timeout`` per command) falling back to memory while it is down."""
+    """Process memory, or Redis (``timeout`` per command) and memory while Redis is down."""
     if redis_url:
         scheme, rest = redis_url.split("://", 1)
         options: dict[str, Any] = dict(client_options(timeout))  # passed on to redis-py
