@@ -156,7 +156,8 @@ async def _internal_error(request: Request, exc: Exception) -> Response:
 
 
 def install(app: FastAPI) -> None:
-    app.add_exception_handler(Exception, _internal_error)
+    if Exception not in app.exception_handlers:  # an embedding app's own comes first
+        app.add_exception_handler(Exception, _internal_error)
     app.add_exception_handler(BastionError, _bastion_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     infrastructure = _infrastructure_errors(OutageLog())
