@@ -28,17 +28,16 @@ async def accepts_writes(engine: AsyncEngine) -> bool:
     On SQLite the write engine begins with ``BEGIN IMMEDIATE``, so this takes the
     write lock, and the file must have room to grow. On PostgreSQL the
     transaction must not be read-only (a standby, ``default_transaction_read_only``).
-    Connection failures propagate: the caller tells "down" from "read-only".
+    A database that does not answer raises, as it would for any query.
     """
-    url = engine.url
-    if url.get_backend_name() == "sqlite":
-        database = url.database
-        if database and database != ":memory:" and _sqlite_file_refuses(database):
-            return False
+    sqlite = engine.url.get_backend_name() == "sqlite"
+    database = engine.url.database
+    if sqlite and database and database != ":memory:" and _sqlite_file_refuses(database):
+        return False
     async with engine.connect() as connection:
         transaction = await connection.begin()
         try:
-            if url.get_backend_name() == "sqlite":
+            if sqlite:
                 return True
             setting = text("SELECT current_setting('transaction_read_only')")
             return bool(await connection.scalar(setting) == "off")
