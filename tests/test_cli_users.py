@@ -101,3 +101,11 @@ def test_an_unknown_account_is_one_line(bastion: Any) -> None:
     result = bastion("users", "disable", "nobody")
     assert result.exit_code == 1 and "error: no account 'nobody'" in result.output
     assert "Traceback" not in result.output
+
+
+def test_verify_email_vouches_for_the_address(bastion: Any, database_url: str) -> None:
+    assert bastion("users", "verify-email", "ada").exit_code == 0
+    user, events, _ = _account(database_url)
+    assert user.email_verified and "email_verified" in events
+    (line,) = [row for row in bastion("users", "list").output.splitlines() if "\tada\t" in row]
+    assert line.endswith("\tverified")

@@ -1,4 +1,4 @@
-"""``bastion users list|disable|enable|set-password|set-role``: accounts from the command line.
+"""``bastion users list|disable|enable|set-password|set-role|verify-email``: accounts by CLI.
 
 The same services as the admin API, in one transaction per command (see
 ``bastion.cli_access``); an account is named by its id, username or email.
@@ -19,7 +19,7 @@ from bastion.cli_support import fail, load_settings
 from bastion.db.models import User
 from bastion.errors import BastionError, NotFound
 from bastion.security.passwords import PasswordHasher
-from bastion.services import password_reset, users
+from bastion.services import email_verification, password_reset, users
 from bastion.services.auth_state import AuthState
 
 ACTOR = "cli"  # the audit trail's "by" for changes made here
@@ -133,6 +133,17 @@ def users_set_password(
     typer.echo(f"password set for {username}; every session ended")
 
 
+def users_verify_email(account: Account) -> None:
+    """Mark an account's address verified (with REQUIRE_VERIFIED_EMAIL: a first admin, say)."""
+
+    async def work(db: AsyncSession, state: AuthState) -> None:
+        user = await find_account(db, account)
+        email_verification.vouch(db, state, user=user, ip=None, actor_id=ACTOR)
+
+    in_transaction(work)
+    typer.echo(f"{account}: email verified")
+
+
 def register(users_app: typer.Typer) -> None:
     """Add these commands to ``bastion users``."""
     users_app.command("list")(users_list)
@@ -140,3 +151,4 @@ def register(users_app: typer.Typer) -> None:
     users_app.command("enable")(users_enable)
     users_app.command("set-role")(users_set_role)
     users_app.command("set-password")(users_set_password)
+    users_app.command("verify-email")(users_verify_email)
