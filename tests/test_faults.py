@@ -341,6 +341,15 @@ def private_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
 
 
 @pytest.fixture
+def redis_env(request: pytest.FixtureRequest) -> dict[str, str]:
+    """``BASTION_REDIS_URL`` of a private Redis when redis-server is installed, else nothing."""
+    if REDIS_SERVER is None:
+        return {}
+    redis: PrivateRedis = request.getfixturevalue("private_redis")
+    return {"BASTION_REDIS_URL": redis.url}
+
+
+@pytest.fixture
 def postgres_url(request: pytest.FixtureRequest) -> str:
     if not POSTGRES_URL:
         pytest.skip(SKIP_POSTGRES)
@@ -365,12 +374,12 @@ def _serving(tmp_path: Path, **env: str) -> Iterator[tuple[Server, Path]]:
 
 
 def test_postgres_cut_off_answers_503_and_recovers(
-    tmp_path: Path, postgres_url: str, private_redis: PrivateRedis
+    tmp_path: Path, postgres_url: str, redis_env: dict[str, str]
 ) -> None:
     url = make_url(postgres_url)
     with CuttableProxy(url.host or "127.0.0.1", url.port or 5432) as proxy:
         proxied = url.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
-        env = {"BASTION_DATABASE_URL": proxied, "BASTION_REDIS_URL": private_redis.url}
+        env = {"BASTION_DATABASE_URL": proxied, **redis_env}
         with _serving(tmp_path, **env) as (server, log):
             workers = worker_pids(server)
 
