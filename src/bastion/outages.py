@@ -64,7 +64,11 @@ def failed_dependency(exc: BaseException) -> str | None:
 def describe(exc: BaseException) -> str:
     """The failure's type and first line: never SQLAlchemy's text, which quotes the SQL and
     its parameters."""
-    root = exc.orig if isinstance(exc, DBAPIError) and exc.orig is not None else exc
+    root: BaseException = exc
+    if isinstance(exc, DBAPIError) and exc.orig is not None:
+        root = exc.orig
+    while root.__cause__ is not None:  # a driver's adapter wraps the driver's own error
+        root = root.__cause__
     lines = str(root).strip().splitlines()
     return f"{type(root).__name__}: {lines[0][:200] if lines else ''}".rstrip(": ")
 
