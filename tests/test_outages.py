@@ -80,6 +80,8 @@ def _assert_503(response: httpx.Response, dependency: str = "database") -> None:
         (_wrapped(_sqlite_error("no such table: users", 1)), None),  # a bug, not an outage
         (IntegrityError("INSERT", None, Exception("UNIQUE constraint failed")), None),
         (ValueError("boom"), None),
+        (FileNotFoundError(2, "No such file or directory"), None),
+        (OSError(28, "No space left on device"), "database"),
     ],
 )
 def test_failures_are_told_from_bugs(error: Exception, dependency: str | None) -> None:

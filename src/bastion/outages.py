@@ -8,7 +8,9 @@ locked, read-only), is not a bug of the request: it becomes
 
 from __future__ import annotations
 
+import errno
 import logging
+import socket
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -27,7 +29,14 @@ CANDIDATES: tuple[type[Exception], ...] = (
     PoolTimeout,
     RedisError,
     StorageError,
-    OSError,  # refused or reset connections, and asyncio's TimeoutError
+    OSError,  # refused or reset connections, asyncio's TimeoutError, a full disk
+)
+# Bare OSErrors of a server out of reach or a disk that takes no more; a missing file
+# or a permission error is a bug or a deployment mistake, not an outage.
+_UNREACHABLE = (ConnectionError, TimeoutError, socket.gaierror)
+_ERRNO_UNAVAILABLE = frozenset(
+    {errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EROFS, errno.ENETUNREACH,
+     errno.EHOSTUNREACH, errno.ENETDOWN, errno.EHOSTDOWN}
 )
 # SQLite primary result codes of a database that cannot do the work now: BUSY, LOCKED,
 # NOMEM, READONLY, IOERR, FULL, CANTOPEN, PROTOCOL. Others (a syntax error...) are bugs.
@@ -58,7 +67,10 @@ def failed_dependency(exc: BaseException) -> str | None:
     # Raised bare, not wrapped by SQLAlchemy: the pool's timeout, a refused connection,
     # asyncio's TimeoutError. (asyncpg's own errors arrive as DBAPIError; redis-py wraps
     # its socket errors in RedisError.)
-    return "database" if isinstance(exc, CANDIDATES) else None
+    if isinstance(exc, OSError):
+        unavailable = isinstance(exc, _UNREACHABLE) or exc.errno in _ERRNO_UNAVAILABLE
+        return "database" if unavailable else None
+    return "database" if isinstance(exc, PoolTimeout) else None
 
 
 def describe(exc: BaseException) -> str:
