@@ -34,6 +34,7 @@ from bastion.api.routes import (
     admin,
     api_keys,
     auth,
+    authorize,
     clients,
     introspection,
     meta,
@@ -59,6 +60,7 @@ def bastion_routers(settings: Settings) -> list[APIRouter]:
     routers += [
         auth.router, introspection.router, api_keys.router, admin.router, access.router,
         account_recovery.router, mfa.router, mfa.admin_router, clients.router,
+        authorize.router,
         meta.router,
     ]
     if settings.metrics:

@@ -8,7 +8,8 @@ used), and only a right code clears them.
 
 from __future__ import annotations
 
-from typing import Final
+from collections.abc import Mapping
+from typing import Any, Final
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -33,6 +34,33 @@ async def mfa_grant(
     resource: str | None = None,
 ) -> TokenSet:
     """The token set of a login whose password was right, once its code is."""
+    user, method, pending = await second_factor(
+        db, grants, kit, mfa_token=mfa_token, code=code, client=client, resource=resource
+    )
+    return await grants.finish_login(
+        db,
+        user=UserView.of(user),
+        scope=pending.get("scope"),
+        resource=pending.get("resource"),
+        client=client,
+        method=method,
+    )
+
+
+async def second_factor(
+    db: AsyncSession,
+    grants: TokenGrants,
+    kit: AccountKit,
+    *,
+    mfa_token: str,
+    code: str,
+    client: ClientInfo,
+    resource: str | None = None,
+) -> tuple[User, str, Mapping[str, Any]]:
+    """The user, the method (totp or recovery_code) and the pending login of a right code.
+
+    Also the hosted login's second step, which opens a browser session instead of tokens.
+    """
     redeemed = await one_time_tokens.spend(
         db, digester=grants.digester, purpose=one_time_tokens.MFA_LOGIN, token=mfa_token
     )
@@ -62,11 +90,4 @@ async def mfa_grant(
     if method == "recovery_code":
         audit.record(db, "recovery_code_used", user_id=user.id, ip=client.ip)
     grants.observe("login_succeeded")
-    return await grants.finish_login(
-        db,
-        user=UserView.of(user),
-        scope=pending.get("scope"),
-        resource=pending.get("resource"),
-        client=client,
-        method=method,
-    )
+    return user, method, pending

@@ -9,6 +9,7 @@ from fastapi.responses import JSONResponse, Response
 
 from bastion import __version__
 from bastion.api.deps import RuntimeDep
+from bastion.api.discovery import authorization_server_metadata
 from bastion.api.schemas import Health, ServiceInfo
 from bastion.security.access_tokens import public_jwk
 
@@ -64,9 +65,9 @@ async def openid_configuration(runtime: RuntimeDep) -> dict[str, Any]:
         "introspection_endpoint": f"{issuer}/auth/introspect",
         "userinfo_endpoint": f"{issuer}/userinfo",
         "scopes_supported": sorted((await runtime.catalog.current()).scopes),
-        "grant_types_supported": ["password", "refresh_token", "urn:bastion:mfa"],
-        "response_types_supported": ["token"],
-        "token_endpoint_auth_methods_supported": ["none"],
-        "revocation_endpoint_auth_methods_supported": ["none"],
-        "id_token_signing_alg_values_supported": [runtime.keys.ring.active.algorithm],
+        "grant_types_supported": [
+            *(["password"] if runtime.settings.password_grant else []),
+            "authorization_code", "refresh_token", "client_credentials", "urn:bastion:mfa",
+        ],
+        **authorization_server_metadata(issuer, runtime.keys.ring.active.algorithm),
     }
