@@ -221,7 +221,7 @@ async def build_runtime(
             settings,
             master_key=hash_key,
             storage=create_storage(
-                redis_url, timeout=settings.redis_timeout, purpose="mail quotas"
+                redis_url, timeout=settings.redis_timeout, purpose="sign-up and mail quotas"
             ),
         ),
     )
