@@ -3,19 +3,30 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: run test bench lint clean chromium redis-server
+# Every install takes its exact versions from constraints.txt (`make lock` refreshes it).
+PIN    := -c constraints.txt
+
+.PHONY: run test bench lint lock clean chromium redis-server
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q $(PIN) --upgrade pip
 
-$(VENV)/.installed-run: $(BIN)/python pyproject.toml
-	$(BIN)/pip install -q -e .
+$(VENV)/.installed-run: $(BIN)/python pyproject.toml constraints.txt
+	$(BIN)/pip install -q $(PIN) -e .
 	touch $@
 
-$(VENV)/.installed-test: $(BIN)/python pyproject.toml packages/bastion-resource/pyproject.toml
-	$(BIN)/pip install -q -e '.[test]' -e packages/bastion-resource
+$(VENV)/.installed-test: $(BIN)/python pyproject.toml packages/bastion-resource/pyproject.toml constraints.txt
+	$(BIN)/pip install -q $(PIN) -e '.[test]' -e packages/bastion-resource
 	touch $@
+
+# Resolve the run, test and lint dependencies afresh (the newest pyproject.toml allows) and pin
+# them all in constraints.txt; the next `make run` or `make test` installs exactly those.
+# Run it after changing a dependency in pyproject.toml, and commit constraints.txt.
+lock: $(BIN)/python
+	$(BIN)/pip install -q --dry-run --ignore-installed --report $(VENV)/lock-report.json \
+		-e '.[test]' -e packages/bastion-resource ruff mypy pip
+	$(BIN)/python scripts/lock.py $(VENV)/lock-report.json constraints.txt
 
 run: $(VENV)/.installed-run
 	$(BIN)/bastion serve --host 127.0.0.1 --port 8000
@@ -35,9 +46,9 @@ test: $(VENV)/.installed-test chromium redis-server
 	$(BIN)/python -m pytest -q
 
 lint: $(VENV)/.installed-test
-	$(BIN)/pip install -q ruff mypy
-	$(BIN)/ruff check src tests bench packages examples
-	$(BIN)/mypy src
+	$(BIN)/pip install -q $(PIN) ruff mypy
+	$(BIN)/ruff check src tests bench packages examples scripts
+	$(BIN)/mypy src scripts
 	$(BIN)/mypy packages/bastion-resource/src packages/bastion-resource/tests
 
 clean:
