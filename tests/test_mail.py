@@ -184,3 +184,13 @@ async def test_no_link_reaches_the_log_when_mail_is_sent(
     # aiosmtpd (the test's server, "mail.log") may log what it receives; Bastion must not.
     lines = [r.getMessage() for r in caplog.records if not r.name.startswith("mail.")]
     assert lines and all(token not in line and token[:20] not in line for line in lines)
+
+
+@pytest.mark.parametrize("url", ["http://mx.example.com", "mx.example.com", "smtp://u:p@"])
+def test_settings_refuse_a_url_that_is_not_smtp(url: str) -> None:
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="smtp_url") as raised:
+        Settings(_env_file=None, smtp_url=url)
+    # As the CLI reports it (cli_support.load_settings): without the input, a password.
+    assert "u:p" not in str(raised.value.errors(include_input=False, include_url=False))

@@ -143,6 +143,14 @@ class Settings(BaseSettings):
             raise ValueError("list the allowed origins; '*' is refused with credentials")
         return value
 
+    @field_validator("smtp_url")
+    @classmethod
+    def _smtp_url(cls, value: SecretStr | None) -> SecretStr | None:
+        scheme, sep, rest = (value.get_secret_value() if value else "smtp://x").partition("://")
+        if scheme not in ("smtp", "smtps") or not sep or not rest.rsplit("@", 1)[-1]:
+            raise ValueError("must look like smtp://user:pass@host:587 or smtps://host:465")
+        return value
+
     @field_validator("secret_key")
     @classmethod
     def _strong_secret(cls, value: SecretStr | None) -> SecretStr | None:
