@@ -167,6 +167,7 @@ class Answer:
 class Report:
     answers: list[Answer] = field(default_factory=list)
     todos: dict[str, str] = field(default_factory=dict)  # acknowledged todo id -> owner token
+    connections: set[object] = field(default_factory=set)  # the TCP streams answers came on
     fault_window: tuple[float, float] = (0.0, 0.0)
 
     def statuses(
@@ -208,7 +209,7 @@ class Report:
         kinds = sorted({a.kind for a in self.answers})
         return "; ".join(
             f"{k}: {dict(self.statuses(kind=k))} max {self.slowest(k):.2f}s" for k in kinds
-        )
+        ) + f"; {len(self.connections)} connections"
 
 
 async def _request(
@@ -221,6 +222,7 @@ async def _request(
         report.answers.append(Answer(kind, started, time.monotonic() - started, error=repr(exc)))
         return None
     answer = Answer(kind, started, time.monotonic() - started, response.status_code)
+    report.connections.add(response.extensions.get("network_stream"))
     if response.status_code == 503:
         answer.well_formed = (
             int(response.headers.get("retry-after", "0")) >= 1
@@ -394,6 +396,7 @@ def test_postgres_cut_off_answers_503_and_recovers(
             report = _under_load(server, cut_for_three_seconds, prefix="pg")
             _assert_well_behaved(report)
             assert report.statuses(during=True, kind="todo")[503] > 0, report.summary()
+            assert len(report.connections) == CLIENTS  # every 503 kept its connection open
             assert report.slowest("todo") < 5.0, report.summary()
             _recovers(server, "pg0")
             assert worker_pids(server) == workers
@@ -510,6 +513,7 @@ def test_sqlite_disk_full_answers_503_for_writes_and_recovers(
         _assert_well_behaved(report)
         assert report.statuses(during=True, kind="todo")[503] > 0, report.summary()
         assert report.statuses(during=True, kind="me")[200] > 0, report.summary()
+        assert len(report.connections) == CLIENTS  # every 503 kept its connection open
         _recovers(server, "df0")
         assert httpx.get(f"{server.base}/readyz").status_code == 200
         assert 1 <= _log_lines(log, "database unavailable") <= 4  # at most one per worker and 10 s
