@@ -297,3 +297,23 @@ async def test_no_code_or_secret_in_the_audit_trail(api: Api) -> None:
     admin = await api.account("admin")
     trail = (await api.client.get("/admin/audit?limit=100", headers=admin.headers)).text
     assert secret not in trail and all(code not in trail for code in codes)
+
+
+async def test_the_mfa_token_keeps_the_resource_its_login_asked_for(api: Api) -> None:
+    from test_access_model import ORDERS, _claims, _orders_api
+
+    admin = await api.account("admin")
+    await _orders_api(api, admin)
+    account = await api.account()
+    secret, _ = await _enrolled(api, account)
+    elsewhere = await _second_step(
+        api, await _mfa_token(api, account, resource=ORDERS), _code(secret, steps_ahead=1),
+        resource="https://elsewhere.example.com",
+    )
+    assert elsewhere.status_code == 400 and elsewhere.json()["error"] == "invalid_target"
+    done = await _second_step(
+        api, await _mfa_token(api, account, resource=ORDERS), _code(secret, steps_ahead=1)
+    )
+    assert done.status_code == 200, done.text
+    claims = _claims(done.json()["access_token"])
+    assert claims["aud"] == ORDERS and claims["scope"] == "orders:read"
