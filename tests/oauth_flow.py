@@ -4,9 +4,17 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import os
 import secrets
+import subprocess
+import sys
 from html.parser import HTMLParser
+from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
+
+import httpx
+
+from servers import PASSWORD
 
 
 class FormReader(HTMLParser):
@@ -56,3 +64,21 @@ def consent_fields(page: str, decision: str = "allow") -> dict[str, str]:
 
 def query_of(location: str) -> dict[str, str]:
     return {key: values[0] for key, values in parse_qs(urlsplit(location).query).items()}
+
+
+def create_admin(workdir: Path, username: str) -> str:
+    """An admin account in the database of the server run in ``workdir``; its access token."""
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("BASTION_")}
+    environment["BASTION_DATABASE_URL"] = f"sqlite+aiosqlite:///{workdir / 'serve.db'}"
+    subprocess.run(
+        [sys.executable, "-m", "bastion", "users", "create", username,
+         "--email", f"{username}@example.com", "--role", "admin", "--password-stdin"],
+        input=PASSWORD + "\n", text=True, env=environment, check=True, capture_output=True,
+    )
+    return username
+
+
+def admin_headers(base: str, username: str) -> dict[str, str]:
+    answer = httpx.post(f"{base}/auth/token", data={"username": username, "password": PASSWORD})
+    assert answer.status_code == 200, answer.text
+    return {"Authorization": f"Bearer {answer.json()['access_token']}"}

@@ -5,10 +5,8 @@ with PKCE, id_token validation, userinfo and refresh. The test is the person at 
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +18,7 @@ from authlib.integrations.requests_client import OAuth2Session
 from joserfc import jwt
 from joserfc.jwk import KeySet
 
-from oauth_flow import consent_fields, login_fields
+from oauth_flow import admin_headers, consent_fields, create_admin, login_fields
 from servers import PASSWORD, Server, free_port, register, running_server
 
 pytestmark = pytest.mark.slow
@@ -35,28 +33,16 @@ class Setup:
     username: str
 
 
-def _create_admin(server_dir: Path, username: str) -> None:
-    environment = {k: v for k, v in os.environ.items() if not k.startswith("BASTION_")}
-    environment["BASTION_DATABASE_URL"] = f"sqlite+aiosqlite:///{server_dir / 'serve.db'}"
-    subprocess.run(
-        [sys.executable, "-m", "bastion", "users", "create", username,
-         "--email", f"{username}@example.com", "--role", "admin", "--password-stdin"],
-        input=PASSWORD + "\n", text=True, env=environment, check=True, capture_output=True,
-    )
-
-
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
     """One server; a public third-party client with a loopback redirect URI; one user."""
     workdir = tmp_path_factory.mktemp("peers")
     with running_server(workdir) as server:
-        _create_admin(workdir, "peeradmin")
-        admin = httpx.post(f"{server.base}/auth/token",
-                           data={"username": "peeradmin", "password": PASSWORD}).json()
+        headers = admin_headers(server.base, create_admin(workdir, "peeradmin"))
         redirect_uri = f"http://127.0.0.1:{free_port()}/callback"
         created = httpx.post(
             f"{server.base}/admin/clients",
-            headers={"Authorization": f"Bearer {admin['access_token']}"},
+            headers=headers,
             json={"name": "Peer RP", "type": "public", "redirect_uris": [redirect_uri],
                   "grant_types": ["authorization_code", "refresh_token"],
                   "scopes": ["openid", "me"]},

@@ -58,6 +58,7 @@ def create_app(
         docs_url=None,  # served by docs.install from local assets: no CDN
         redoc_url=None,  # ReDoc would load its script from a CDN
         swagger_ui_parameters={"persistAuthorization": False},
+        swagger_ui_init_oauth=docs.swagger_oauth_settings(),
     )
     docs.install(app)
     if runtime is not None:

@@ -28,6 +28,7 @@ from typing import Any
 from fastapi import APIRouter, FastAPI
 
 from bastion.api import deps, error_handlers
+from bastion.api.docs import document_code_flow
 from bastion.api.routes import (
     access,
     account_recovery,
@@ -140,6 +141,9 @@ class Bastion:
             if app.openapi_schema is None:
                 schema = build()
                 schemes = schema.get("components", {}).get("securitySchemes", {})
+                flows = schemes.get("OAuth2", {}).get("flows")
+                if flows is not None:
+                    document_code_flow(flows, password_grant=self.settings.password_grant)
                 for flow in schemes.get("OAuth2", {}).get("flows", {}).values():
                     flow["scopes"] = {**flow.get("scopes", {}), **declared}
             return app.openapi_schema or build()

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from importlib.resources import files
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.openapi.docs import get_swagger_ui_html, get_swagger_ui_oauth2_redirect_html
 from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
+
+from bastion.services.clients import DOCS_CLIENT_ID
 
 STATIC_URL = "/docs-static"
 # fastapi-offline vendors the swagger-ui-dist@5 build that FastAPI would load from a CDN.
@@ -37,3 +40,23 @@ def install(app: FastAPI, docs_url: str = "/docs") -> None:
     @app.get(redirect_url, include_in_schema=False)
     async def swagger_ui_redirect() -> HTMLResponse:
         return get_swagger_ui_oauth2_redirect_html()
+
+
+def document_code_flow(flows: dict[str, Any], *, password_grant: bool) -> None:
+    """Offer the authorization code flow with PKCE in Authorize (the built-in docs client).
+
+    The password flow stays listed while the password grant is on.
+    """
+    password = flows.get("password", {})
+    flows["authorizationCode"] = {
+        "authorizationUrl": "/authorize",
+        "tokenUrl": password.get("tokenUrl", "/auth/token"),
+        "scopes": dict(password.get("scopes", {})),
+    }
+    if not password_grant:
+        flows.pop("password", None)
+
+
+def swagger_oauth_settings() -> dict[str, Any]:
+    """Swagger UI's OAuth settings: the built-in public client, PKCE for the code flow."""
+    return {"clientId": DOCS_CLIENT_ID, "usePkceWithAuthorizationCodeGrant": True}
