@@ -14,6 +14,7 @@ from pydantic import ValidationError
 from bastion import cli_users
 from bastion.api.schemas import RegisterIn
 from bastion.cli_access import roles_app, scopes_app, servers_app
+from bastion.cli_clients import clients_app
 from bastion.cli_support import fail, load_settings, use_database
 from bastion.config import Settings
 from bastion.db import migrate
@@ -38,6 +39,7 @@ cli_users.register(users_app)  # list, disable, enable, set-password, set-role
 app.add_typer(scopes_app, name="scopes")
 app.add_typer(roles_app, name="roles")
 app.add_typer(servers_app, name="resource-servers")
+app.add_typer(clients_app, name="clients")  # add, list, rotate-secret, delete
 
 
 def _settings(*, must_exist: bool = True) -> Settings:

@@ -7,22 +7,15 @@ request; without Redis they see it within ``BASTION_STATE_CACHE_TTL``.
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Awaitable, Callable
-from typing import Annotated, TypeVar
+from typing import Annotated
 
 import typer
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bastion.cli_support import load_settings, use_database
-from bastion.db.engine import create_engine, create_sessionmaker, transaction
-from bastion.errors import BastionError
-from bastion.redis_client import create_client
-from bastion.services import access_model, state_events
-from bastion.services.access_catalog import CATALOG, AccessCatalog
+from bastion.cli_support import run_work
+from bastion.services import access_model
 from bastion.services.auth_state import AuthState
 
-T = TypeVar("T")
 scopes_app = typer.Typer(help="Scopes: the permissions a token can carry.", no_args_is_help=True)
 roles_app = typer.Typer(help="Roles: named sets of scopes given to users.", no_args_is_help=True)
 servers_app = typer.Typer(
@@ -32,44 +25,10 @@ Scopes = Annotated[list[str] | None, typer.Option("--scope", help="Scope (repeat
 Description = Annotated[str, typer.Option(help="What it is for.")]
 
 
-def _run(work: Callable[[AsyncSession, AuthState], Awaitable[T]]) -> T:
-    """Run ``work`` in one transaction; announce the changes it made; errors in one line."""
-    settings = load_settings()
-    use_database(settings)
-
-    async def run() -> T:
-        engine = create_engine(settings.database_url)
-        sessionmaker = create_sessionmaker(engine)
-        state = AuthState(sessionmaker, ttl=0)
-        state.register(CATALOG, AccessCatalog(sessionmaker, ttl=0))
-        changes: list[tuple[str, str]] = []
-        state.listeners.append(lambda kind, key: changes.append((kind, key)))
-        try:
-            async with transaction(sessionmaker) as db:
-                result = await work(db, state)
-        finally:
-            await engine.dispose()
-        if changes and settings.redis_url is not None:
-            client = create_client(
-                settings.redis_url.get_secret_value(), timeout=settings.redis_timeout
-            )
-            try:
-                await state_events.announce(client, changes)
-            finally:
-                await client.aclose()
-        return result
-
-    try:
-        return asyncio.run(run())
-    except BastionError as exc:
-        typer.echo(f"error: {exc.message}", err=True)
-        raise typer.Exit(code=1) from exc
-
-
 @scopes_app.command("add")
 def scopes_add(name: str, description: Description) -> None:
     """Create a scope."""
-    _run(lambda db, state: access_model.create_scope(
+    run_work(lambda db, state: access_model.create_scope(
         db, state, name=name, description=description, ip=None, actor_id=None
     ))
     typer.echo(f"created scope {name}")
@@ -78,14 +37,14 @@ def scopes_add(name: str, description: Description) -> None:
 @scopes_app.command("list")
 def scopes_list() -> None:
     """List the scopes."""
-    for scope in _run(lambda db, state: access_model.list_scopes(db)):
+    for scope in run_work(lambda db, state: access_model.list_scopes(db)):
         typer.echo(f"{scope.name}\t{'built-in' if scope.builtin else ''}\t{scope.description}")
 
 
 @roles_app.command("add")
 def roles_add(name: str, description: Description, scope: Scopes = None) -> None:
     """Create a role holding the given scopes."""
-    _run(lambda db, state: access_model.create_role(
+    run_work(lambda db, state: access_model.create_role(
         db, state, name=name, description=description, scopes=scope or [], ip=None,
         actor_id=None,
     ))
@@ -95,7 +54,7 @@ def roles_add(name: str, description: Description, scope: Scopes = None) -> None
 @roles_app.command("list")
 def roles_list() -> None:
     """List the roles and their scopes."""
-    for role in _run(lambda db, state: access_model.list_roles(db)):
+    for role in run_work(lambda db, state: access_model.list_roles(db)):
         typer.echo(f"{role.name}\t{'built-in' if role.builtin else ''}\t{' '.join(role.scopes)}")
 
 
@@ -112,14 +71,14 @@ async def _revoke(db: AsyncSession, state: AuthState, role: str, scope: str) -> 
 @roles_app.command("grant")
 def roles_grant(role: str, scope: str) -> None:
     """Give ROLE the SCOPE."""
-    _run(lambda db, state: _grant(db, state, role, scope))
+    run_work(lambda db, state: _grant(db, state, role, scope))
     typer.echo(f"role {role} now has {scope}")
 
 
 @roles_app.command("revoke")
 def roles_revoke(role: str, scope: str) -> None:
     """Take the SCOPE from ROLE."""
-    _run(lambda db, state: _revoke(db, state, role, scope))
+    run_work(lambda db, state: _revoke(db, state, role, scope))
     typer.echo(f"role {role} no longer has {scope}")
 
 
@@ -130,7 +89,7 @@ def servers_add(
     scope: Scopes = None,
 ) -> None:
     """Register an API by its IDENTIFIER (an absolute URI: the ``aud`` of its tokens)."""
-    server = _run(lambda db, state: access_model.create_resource_server(
+    server = run_work(lambda db, state: access_model.create_resource_server(
         db, state, identifier=identifier, name=name, scopes=scope or [], ip=None, actor_id=None
     ))
     typer.echo(f"registered resource server {identifier} ({server.id})")
@@ -139,5 +98,5 @@ def servers_add(
 @servers_app.command("list")
 def servers_list() -> None:
     """List the registered resource servers."""
-    for server in _run(lambda db, state: access_model.list_resource_servers(db)):
+    for server in run_work(lambda db, state: access_model.list_resource_servers(db)):
         typer.echo(f"{server.id}\t{server.identifier}\t{' '.join(server.scopes)}")

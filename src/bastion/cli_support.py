@@ -10,8 +10,9 @@ quietly creating one in whatever directory they were run from.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import NoReturn
+from typing import NoReturn, TypeVar
 
 import typer
 from alembic.runtime.migration import MigrationContext
@@ -19,11 +20,19 @@ from alembic.script import ScriptDirectory
 from pydantic import ValidationError
 from sqlalchemy import Connection, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from bastion.config import Settings
 from bastion.db import migrate
-from bastion.db.engine import create_engine
+from bastion.db.engine import create_engine, create_sessionmaker, transaction
+from bastion.errors import BastionError
+from bastion.redis_client import create_client
+from bastion.services import state_events
+from bastion.services.access_catalog import CATALOG, AccessCatalog
+from bastion.services.auth_state import AuthState, TtlCache
+from bastion.services.clients import CLIENT
 
+T = TypeVar("T")
 USAGE_ERROR = 2
 
 
@@ -94,3 +103,38 @@ def use_database(settings: Settings, *, must_exist: bool = True) -> None:
             f"BASTION_DATABASE_URL: the database is at revision {current or 'none'}, "
             f"not {head}; run `bastion db upgrade`"
         )
+
+
+def run_work(work: Callable[[AsyncSession, AuthState], Awaitable[T]]) -> T:
+    """Run ``work`` in one transaction; announce the changes it made; errors in one line."""
+    settings = load_settings()
+    use_database(settings)
+
+    async def run() -> T:
+        engine = create_engine(settings.database_url)
+        sessionmaker = create_sessionmaker(engine)
+        state = AuthState(sessionmaker, ttl=0)
+        state.register(CATALOG, AccessCatalog(sessionmaker, ttl=0))
+        state.register(CLIENT, TtlCache(0))  # this process caches nothing: only announces
+        changes: list[tuple[str, str]] = []
+        state.listeners.append(lambda kind, key: changes.append((kind, key)))
+        try:
+            async with transaction(sessionmaker) as db:
+                result = await work(db, state)
+        finally:
+            await engine.dispose()
+        if changes and settings.redis_url is not None:
+            client = create_client(
+                settings.redis_url.get_secret_value(), timeout=settings.redis_timeout
+            )
+            try:
+                await state_events.announce(client, changes)
+            finally:
+                await client.aclose()
+        return result
+
+    try:
+        return asyncio.run(run())
+    except BastionError as exc:
+        typer.echo(f"error: {exc.message}", err=True)
+        raise typer.Exit(code=1) from exc

@@ -14,8 +14,8 @@ import typer
 from sqlalchemy import or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bastion.cli_access import _run as in_transaction
 from bastion.cli_support import fail, load_settings
+from bastion.cli_support import run_work as in_transaction
 from bastion.db.models import User
 from bastion.errors import BastionError, NotFound
 from bastion.security.passwords import PasswordHasher

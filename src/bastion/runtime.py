@@ -120,13 +120,8 @@ async def build_runtime(
             refresh_interval=settings.key_refresh_interval,
         )
         await keys.start()
-        if settings.secret_key is not None:
-            hash_key = settings.secret_key.get_secret_value().encode()
-        else:
-            async with transaction(sessionmaker) as db:
-                hash_key = await instance_secrets.get_or_create(
-                    db, instance_secrets.TOKEN_HASH_KEY
-                )
+        async with transaction(sessionmaker) as db:
+            hash_key = await instance_secrets.token_hash_key(db, settings.secret_key)
     except BaseException:
         await engine.dispose()
         await read_engine.dispose()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import secrets
 
+from pydantic import SecretStr
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -28,3 +29,10 @@ async def get_or_create(db: AsyncSession, name: str) -> bytes:
         else:
             value = candidate
     return bytes.fromhex(str(value))
+
+
+async def token_hash_key(db: AsyncSession, secret_key: SecretStr | None) -> bytes:
+    """The key opaque tokens are hashed under: ``BASTION_SECRET_KEY``, else the generated one."""
+    if secret_key is not None:
+        return secret_key.get_secret_value().encode()
+    return await get_or_create(db, TOKEN_HASH_KEY)
