@@ -14,7 +14,8 @@ from sqlalchemy import update
 from bastion.db.engine import transaction
 from bastion.db.models import AuthorizationCode, utcnow
 from conftest import Account, Api
-from oauth_flow import consent_fields, login_fields, pkce, query_of
+from oauth_flow import consent_fields, login_fields, pkce, query_of, read_form
+from test_mfa import _enrolled
 from test_oauth_clients import basic, register_client
 
 ISSUER = "http://127.0.0.1:8000"  # the settings' default: every test app's issuer
@@ -107,7 +108,7 @@ async def test_code_flow_with_pkce_and_openid(api: Api) -> None:
     assert access["client_id"] == flow.client["client_id"]
     info = await api.client.get("/userinfo", headers={"Authorization": f"Bearer {body['access_token']}"})
     assert info.status_code == 200 and info.json()["sub"] == flow.user.id
-    refreshed = await api.refresh(body["refresh_token"])
+    refreshed = await api.refresh(body["refresh_token"], client_id=flow.client["client_id"])
     assert refreshed.status_code == 200 and "openid" in refreshed.json()["scope"].split()
     # Signed in: the next authorization needs no password.
     again = await flow.authorize()
@@ -217,7 +218,7 @@ async def test_code_reuse_revokes_what_the_first_use_issued(api: Api) -> None:
     replay = await flow.redeem(code)
     assert replay.status_code == 400 and replay.json()["error"] == "invalid_grant"
     assert (await api.client.get("/userinfo", headers=headers)).status_code == 401
-    assert (await api.refresh(first["refresh_token"])).status_code == 400
+    assert (await api.refresh(first["refresh_token"], client_id=flow.client["client_id"])).status_code == 400
 
 
 async def test_a_foreign_clients_code_is_refused(api: Api) -> None:
@@ -342,3 +343,38 @@ async def test_discovery_lists_the_authorization_server(api: Api) -> None:
     )
     assert config["end_session_endpoint"] == f"{ISSUER}/logout"
     assert "openid" in config["scopes_supported"]
+
+
+async def test_hosted_login_asks_for_the_second_factor(api: Api) -> None:
+    flow = await new_flow(api)
+    _, recovery_codes = await _enrolled(api, flow.user)
+    api.client.cookies.clear()
+    page = await flow.login(await flow.authorize())
+    assert page.status_code == 200 and 'value="mfa"' in page.text
+    assert "bastion-session" not in page.headers.get("set-cookie", "")
+    fields = read_form(page.text).fields
+    wrong = await api.client.post("/authorize", data={**fields, "code": "000000"})
+    assert wrong.status_code == 401 and 'value="login"' in wrong.text
+    page = await flow.login(await flow.authorize())
+    fields = read_form(page.text).fields
+    done = await api.client.post("/authorize", data={**fields, "code": recovery_codes[0]})
+    assert done.status_code == 303, done.text
+    assert (await flow.redeem(query_of(done.headers["location"])["code"])).status_code == 200
+
+
+async def test_a_clients_refresh_token_refreshes_for_that_client_only(api: Api) -> None:
+    flow = await new_flow(api, type="confidential")
+    tokens = (await flow.redeem(await flow.code())).json()
+    other = await new_flow(api)
+    stolen = await api.refresh(tokens["refresh_token"], client_id=other.client["client_id"])
+    assert stolen.status_code == 400 and stolen.json()["error"] == "invalid_grant"
+    anonymous = await api.refresh(tokens["refresh_token"])
+    assert anonymous.status_code == 400 and anonymous.json()["error"] == "invalid_grant"
+    unproven = await api.refresh(tokens["refresh_token"], client_id=flow.client["client_id"])
+    assert unproven.status_code == 401 and unproven.json()["error"] == "invalid_client"
+    # None of those spent the token: its client, authenticated, still refreshes with it.
+    owner = await api.client.post(
+        "/auth/token", data={"grant_type": "refresh_token", "refresh_token": tokens["refresh_token"]},
+        headers=basic(flow.client["client_id"], flow.client["client_secret"]),
+    )
+    assert owner.status_code == 200, owner.text

@@ -5,11 +5,11 @@ from __future__ import annotations
 from fastapi import Request
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bastion.api.client_auth import token_client
+from bastion.api.client_auth import basic_client, token_client
 from bastion.api.schemas import TokenForm, TokenOut
 from bastion.errors import InvalidRequest
 from bastion.runtime import Runtime
-from bastion.services.clients import AUTHORIZATION_CODE, CLIENT_CREDENTIALS
+from bastion.services.clients import AUTHORIZATION_CODE, CLIENT_CREDENTIALS, ClientRegistry
 from bastion.services.token_grants import ClientInfo
 
 CLIENT_GRANTS = frozenset({AUTHORIZATION_CODE, CLIENT_CREDENTIALS})
@@ -38,3 +38,10 @@ async def client_grant(
         access_token=tokens.access_token, expires_in=tokens.expires_in, scope=tokens.scope,
         refresh_token=tokens.refresh_token, id_token=tokens.id_token,
     )
+
+
+async def refresh_client(request: Request, form: TokenForm, clients: ClientRegistry) -> str | None:
+    """The client of a refresh request, when it names or authenticates one (else a login's)."""
+    if basic_client(request) is None and form.client_id is None:
+        return None
+    return (await token_client(request, form, clients)).id

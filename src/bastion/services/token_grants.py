@@ -238,13 +238,16 @@ class TokenGrants:
         scope: str | None,
         client: ClientInfo,
         resource: str | None = None,
+        client_id: str | None = None,
     ) -> TokenSet:
+        """RFC 6749 6; a session opened for an OAuth client refreshes for that client only
+        (``client_id``: the client that named or authenticated itself, if any)."""
         catalog = await self.catalog.current()
         requested = _requested(catalog, scope)
         if not refresh_token.startswith(REFRESH_TOKEN_PREFIX):
             raise InvalidGrant("not a refresh token")
         try:
-            grant, _session = await sessions.rotate(
+            grant, session = await sessions.rotate(
                 db,
                 self.state,
                 digester=self.digester,
@@ -255,6 +258,8 @@ class TokenGrants:
         except RefreshTokenReused:
             self.observe("refresh_reuse_detected")
             raise
+        if session.client_id is not None and session.client_id != client_id:
+            raise InvalidGrant("the refresh token was issued to another client")
         if resource is not None and resource != grant.audience:
             raise InvalidTarget("a session's tokens are for the resource it was opened for")
         if grant.audience is not None and grant.audience not in catalog.resources:

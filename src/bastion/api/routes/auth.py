@@ -14,7 +14,7 @@ from bastion.api.deps import (
     RuntimeDep,
     requires,
 )
-from bastion.api.oauth_grants import CLIENT_GRANTS, client_grant
+from bastion.api.oauth_grants import CLIENT_GRANTS, client_grant, refresh_client
 from bastion.api.oauth_params import single_valued
 from bastion.api.params import ObjectId
 from bastion.api.responses import AUTH_ERRORS, OAUTH_ERRORS, errors
@@ -117,7 +117,7 @@ async def token(
             raise InvalidRequest("refresh_token is required")
         tokens = await runtime.grants.refresh_grant(
             db, refresh_token=form.refresh_token, scope=form.scope, client=client,
-            resource=resource,
+            resource=resource, client_id=await refresh_client(request, form, runtime.clients),
         )
     elif form.grant_type == mfa_login.MFA_GRANT:
         if not form.mfa_token or not form.code:
