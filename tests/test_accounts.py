@@ -90,8 +90,11 @@ async def test_register_refuses_invalid_input(api: Api) -> None:
 @pytest.mark.parametrize(
     "username, password",
     [
-        pytest.param("a.b", "Ok-pass8", id="shortest"),
-        pytest.param("Z_-." + "9" * 28, "x9-" * 85 + "x", id="longest"),
+        pytest.param("a.b", "Zq7#mV2p", id="shortest"),  # 8 random characters: strong enough
+        pytest.param(
+            "Z_-." + "9" * 28, ("violet-Harbor-91-lantern-copper-Meadow-27-" * 7)[:256],
+            id="longest",
+        ),
     ],
 )
 async def test_register_accepts_values_at_the_bounds(
@@ -319,6 +322,7 @@ async def test_change_password_refusals_leave_the_password_unchanged(api: Api) -
     attempts = {
         "wrong current password": ("not-my-password", NEW_PASSWORD),
         "common new password": (PASSWORD, "qwerty123"),
+        "guessable new password": (PASSWORD, "Password123!"),
         "short new password": (PASSWORD, "short1!"),
         "new password = username": (PASSWORD, alice.username.upper()),
         "new password = email": (PASSWORD, alice.email),
@@ -334,6 +338,7 @@ async def test_change_password_refusals_leave_the_password_unchanged(api: Api) -
     assert statuses == {
         "wrong current password": 403,
         "common new password": 422,
+        "guessable new password": 422,
         "short new password": 422,
         "new password = username": 422,
         "new password = email": 422,

@@ -1,4 +1,5 @@
-"""Password storage and the login path: Argon2id, legacy bcrypt, timing, the event loop.
+"""Password storage, the login path and the policy: Argon2id, legacy bcrypt, timing, the
+event loop, guessable passwords.
 
 API.md: passwords are Argon2id; bcrypt hashes (``$2b$...``) verify and are rehashed to
 Argon2id at the next login; a password longer than bcrypt can check (72 bytes) is simply
@@ -13,16 +14,26 @@ import gc
 import itertools
 import re
 import statistics
+import threading
 import time
 from typing import Any
 
 import bcrypt
 import pytest
+import zxcvbn  # type: ignore[import-untyped]
 from sqlalchemy import select, update
 
 from bastion.db.engine import transaction
 from bastion.db.models import User
 from bastion.runtime import Runtime
+from bastion.security.password_policy import (
+    ESTIMATED_PREFIX,
+    MAX_LENGTH,
+    MIN_GUESSES,
+    check_password,
+    common_passwords,
+    estimate,
+)
 from conftest import PASSWORD, Api
 
 ARGON2_PHC = re.compile(
@@ -236,3 +247,71 @@ async def test_stored_hash_is_argon2id_with_owasp_parameters(api: Api, runtime: 
     for match in matches:
         assert int(match["m"]) == runtime.settings.argon2_memory_cost
         assert int(match["t"]) == runtime.settings.argon2_time_cost
+
+
+# The policy: not common, not easy to guess (password_policy.py)
+
+GUESSABLE = [
+    "password123", "Password1!", "qwertyuiop", "iloveyou123", "Iloveyou123!", "Summer2024!",
+    "Welcome1!", "P@ssw0rd2024", "Qwerty123!", "1q2w3e4r5t", "Football1!", "Admin@123",
+    "letmein123", "aaaaaaaaaaaa", "abcdefgh123", "19901231",
+]
+STRONG = ["correct horse battery staple", "Zq7#mV2p", "kiwi-Lamp-83-quartz", PASSWORD]
+
+
+@pytest.mark.parametrize("password", GUESSABLE)
+async def test_guessable_passwords_are_refused(api: Api, password: str) -> None:
+    """Common passwords with the usual capitals, digits, years and symbols: a 422 saying why,
+    no account made, and the estimate alone refuses each, in the shipped list or not (most
+    are not: a list holds exact strings)."""
+    username = api.unique("guess")
+    response = await api.register(username, password=password)
+    assert response.status_code == 422, response.text
+    listed = password.casefold() in common_passwords()
+    reason = "too common" if listed else "too easy to guess"
+    assert reason in response.json()["detail"], response.text
+    assert (await api.login(username, password)).status_code == 401
+    hints = {"username": username, "email": f"{username}@example.com"}
+    assert float(estimate(password, **hints)["guesses"]) < MIN_GUESSES
+
+
+@pytest.mark.parametrize("password", STRONG)
+async def test_strong_passwords_are_accepted(api: Api, password: str) -> None:
+    await _register(api, password)
+
+
+async def test_a_password_made_of_the_username_is_guessable(api: Api) -> None:
+    username = api.unique("walrus")
+    response = await api.register(username, password=f"{username.capitalize()}!2024")
+    assert response.status_code == 422, response.text
+    assert "too easy to guess" in response.json()["detail"]
+
+
+async def test_the_estimate_runs_off_the_event_loop_and_sees_32_characters(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """zxcvbn is pure Python and takes milliseconds (its cost grows steeply with length):
+    it runs in the hashing pool, with the hash, on the first 32 characters only."""
+    seen: list[tuple[str, int]] = []
+    real = zxcvbn.zxcvbn
+
+    def spy(password: str, user_inputs: list[str] | None = None) -> dict[str, Any]:
+        seen.append((threading.current_thread().name, len(password)))
+        result: dict[str, Any] = real(password, user_inputs=user_inputs)
+        return result
+
+    monkeypatch.setattr(zxcvbn, "zxcvbn", spy)
+    await _register(api, "Quartz-meadow-" + "x7Lp!" * 48)
+    assert len(seen) == 1
+    thread, length = seen[0]
+    assert thread.startswith("bastion-hash") and length == ESTIMATED_PREFIX == 32
+
+
+def test_the_estimate_is_bounded_in_time() -> None:
+    """The worst inputs (random characters) up to 256 long: the prefix keeps each check to
+    milliseconds, where the whole of 72 random characters would take a third of a second."""
+    worst = "".join(chr(33 + (i * 37) % 94) for i in range(MAX_LENGTH))
+    check_password("warm-Up-phrase-42", username="someone", email="someone@example.com")
+    started = time.perf_counter()
+    check_password(worst, username="someone", email="someone@example.com")
+    assert time.perf_counter() - started < 0.1

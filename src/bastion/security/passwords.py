@@ -69,11 +69,19 @@ class PasswordHasher:
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
 
-    async def _run(self, function: Callable[..., T], *args: str) -> T:
+    async def _run(self, function: Callable[..., T], *args: object) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._pool, function, *args)
 
-    async def hash(self, password: str) -> str:
-        return await self._run(self._context.hash, password)
+    async def hash(self, password: str, *, check: Callable[[str], None] | None = None) -> str:
+        """The hash of ``password``; ``check`` (a policy that may raise) runs first, in the
+        same worker thread, so that it too stays off the event loop."""
+        if check is None:
+            return await self._run(self._context.hash, password)
+        return await self._run(self._checked_hash_sync, password, check)
+
+    def _checked_hash_sync(self, password: str, check: Callable[[str], None]) -> str:
+        check(password)
+        return self._context.hash(password)
 
     async def verify(self, password: str, hashed: str | None) -> Verification:
         """Check ``password`` against ``hashed`` (``None``: an unknown user)."""

@@ -10,6 +10,8 @@ every session of the account.
 
 from __future__ import annotations
 
+from functools import partial
+
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
@@ -79,9 +81,10 @@ async def hash_for(
 async def hash_checked(
     passwords: PasswordHasher, *, username: str, email: str, password: str
 ) -> str:
-    """The hash of ``password`` once the policy accepts it for this account."""
-    check_password(password, username=username, email=email)
-    return await passwords.hash(password)
+    """The hash of ``password`` once the policy accepts it for this account (both off the loop)."""
+    return await passwords.hash(
+        password, check=partial(check_password, username=username, email=email)
+    )
 
 
 async def replace_password(

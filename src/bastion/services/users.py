@@ -117,11 +117,11 @@ async def create_user(
     ip: str | None = None,
 ) -> User:
     """Register an account; a taken username or email (any case) is a Conflict."""
-    check_password(password, username=username, email=email)
     role_names = await require_roles(db, roles)
     # Hash first: the availability check opens the write transaction, which
     # (on SQLite) must not stay open while a hash is computed.
-    hashed = await passwords.hash(password)
+    policy = partial(check_password, username=username, email=email)
+    hashed = await passwords.hash(password, check=policy)
     await _ensure_available(db, username=username, email=email)
     user = User(
         username=username,
@@ -189,8 +189,8 @@ async def change_password(
 ) -> None:
     """Set a new password and end every session of the user but the caller's."""
     await require_password(passwords, user=user, password=current_password)
-    check_password(new_password, username=user.username, email=user.email)
-    user.hashed_password = await passwords.hash(new_password)
+    policy = partial(check_password, username=user.username, email=user.email)
+    user.hashed_password = await passwords.hash(new_password, check=policy)
     await revoke_user_sessions(db, state, user_id=user.id, except_session_id=keep_session_id)
     audit.record(db, "password_changed", user_id=user.id, ip=ip)
 
