@@ -188,12 +188,7 @@ class AccessTokenCodec:
         return claims
 
     def _verify_uncached(self, token: str) -> tuple[AccessClaims, str]:
-        if len(token) > MAX_TOKEN_LENGTH or token.count(".") != 2:
-            raise InvalidToken("malformed token")
-        try:
-            header = jwt.get_unverified_header(token)
-        except jwt.PyJWTError as exc:
-            raise InvalidToken("malformed token") from exc
+        header = _header(token)
         key = self._key_for(header)
         try:
             payload = jwt.decode(
@@ -276,6 +271,16 @@ def _audiences(aud: object) -> frozenset[str]:
     return frozenset()
 
 
+def _header(token: str) -> dict[str, Any]:
+    """The unverified JOSE header of a compact JWS of sane size, else InvalidToken."""
+    if len(token) > MAX_TOKEN_LENGTH or token.count(".") != 2:
+        raise InvalidToken("malformed token")
+    try:
+        return jwt.get_unverified_header(token)
+    except jwt.PyJWTError as exc:
+        raise InvalidToken("malformed token") from exc
+
+
 def sign_jwt(payload: dict[str, Any], key: KeyMaterial, *, typ: str) -> str:
     """Sign ``payload`` with ``key``, headed ``typ`` and ``kid`` (the id_token's signer uses it)."""
     return jwt.encode(payload, key.private_key, algorithm=key.algorithm,
@@ -286,12 +291,7 @@ def verify_own_jwt(
     token: str, key_ring: KeyRing, *, typ: str, issuer: str, verify_exp: bool = True
 ) -> dict[str, Any]:
     """The claims of a JWT of ours of type ``typ`` (e.g. an id_token hint), else InvalidToken."""
-    if len(token) > MAX_TOKEN_LENGTH or token.count(".") != 2:
-        raise InvalidToken("malformed token")
-    try:
-        header = jwt.get_unverified_header(token)
-    except jwt.PyJWTError as exc:
-        raise InvalidToken("malformed token") from exc
+    header = _header(token)
     kid = header.get("kid")
     key = key_ring.get(kid) if isinstance(kid, str) else None
     if FORBIDDEN_HEADERS.intersection(header) or header.get("typ") != typ or key is None:
