@@ -96,8 +96,8 @@ SETTINGS = Settings(
     login_max_failures=1_000_000,
     ip_max_failures=1_000_000,
     basic_auth=True,  # test_api_with_basic and the Basic account operations use it
-)
     register_max_per_ip=1_000_000,  # every example may sign up; the quota is in test_accounts
+)
 APP = create_app(SETTINGS)
 OPENAPI = APP.openapi()
 
@@ -178,6 +178,15 @@ class Target:
         token = self.login(ADMIN)
         sessions = self.call("GET", "/auth/sessions", token=token, params={"limit": 100})
         return next(str(s["id"]) for s in sessions["items"] if s["current"])
+
+    def new_role(self) -> str:
+        name = f"fuzzrole{next(_names)}"
+        self.call("POST", "/admin/roles", json={"name": name, "description": "fuzz target"})
+        return name
+
+    def new_resource_server(self) -> str:
+        body = {"identifier": f"https://fuzz{next(_names)}.example", "name": "fuzz target"}
+        return str(self.call("POST", "/admin/resource-servers", json=body)["id"])
 
     def new_api_key(self) -> str:
         body = {"name": "fuzz target", "scopes": ["me"]}
@@ -274,6 +283,8 @@ MAKERS: dict[str, Callable[[Target], str]] = {
     "user_id": Target.new_user,
     "session_id": Target.new_session,
     "key_id": Target.new_api_key,
+    "name": Target.new_role,
+    "server_id": Target.new_resource_server,
 }
 
 

@@ -27,7 +27,7 @@ router = APIRouter(prefix="/admin", tags=["admin"])
 Admin = Annotated[Principal, requires(USERS_WRITE)]
 RoleParam = Annotated[str, Path(pattern=r"^[a-z0-9][a-z0-9_.-]{0,31}$")]
 READ_ERRORS = errors(401, 403, 429)
-WRITE_ERRORS = errors(401, 403, 409, 413, 422, 429)
+WRITE_ERRORS = errors(400, 401, 403, 409, 413, 422, 429)
 
 
 def _scope_out(scope: Scope) -> ScopeOut:
@@ -91,7 +91,8 @@ async def get_role(name: RoleParam, principal: Admin, db: DbSession) -> RoleOut:
 
 
 @router.patch(
-    "/roles/{name}", response_model=RoleOut, responses=errors(401, 403, 404, 409, 413, 422, 429)
+    "/roles/{name}", response_model=RoleOut,
+    responses=errors(400, 401, 403, 404, 409, 413, 422, 429),
 )
 async def update_role(
     name: RoleParam, body: RolePatch, principal: Admin, db: DbSession, runtime: RuntimeDep,
