@@ -378,3 +378,21 @@ async def test_a_clients_refresh_token_refreshes_for_that_client_only(api: Api) 
         headers=basic(flow.client["client_id"], flow.client["client_secret"]),
     )
     assert owner.status_code == 200, owner.text
+
+
+@pytest.mark.parametrize("settings_overrides", [{"issuer": "https://login.example"}])
+async def test_cookies_are_host_prefixed_and_secure_under_an_https_issuer(api: Api) -> None:
+    flow = await new_flow(api)
+    page = await flow.authorize()
+    cookie = page.headers["set-cookie"]
+    assert cookie.startswith("__Host-bastion-csrf=")
+    assert all(part in cookie for part in ("Secure", "HttpOnly", "SameSite=lax", "Path=/"))
+    assert "Domain" not in cookie
+
+
+@pytest.mark.parametrize("username", ["nul\x00name", "x" * 5000, "\u202e"])
+async def test_odd_login_input_is_a_page_not_an_error(api: Api, username: str) -> None:
+    flow = await new_flow(api)
+    fields = login_fields((await flow.authorize()).text, username, "whatever-password")
+    answer = await api.client.post("/authorize", data=fields)
+    assert answer.status_code in (400, 401) and 'value="login"' in answer.text

@@ -237,7 +237,7 @@ class _Flow:
 
     async def password(self, form: Mapping[str, str]) -> Response:
         identifier, password = form.get("username", ""), form.get("password", "")
-        if not identifier or not password:
+        if not identifier or not password or not identifier.isprintable():
             return self.login_page(error="Enter your username and password.", status=400)
         try:
             user = await self.runtime.grants.check_password(
