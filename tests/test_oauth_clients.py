@@ -205,3 +205,35 @@ async def test_the_password_grant_can_be_turned_off(api: Api) -> None:
     await api.register("nopassword")
     response = await api.login("nopassword")
     assert response.status_code == 400 and response.json()["error"] == "unsupported_grant_type"
+
+
+async def test_client_credentials_for_a_resource_server(api: Api) -> None:
+    admin = await api.account("admin")
+    for name in ("orders:read", "orders:write"):
+        created = await api.client.post(
+            "/admin/scopes", json={"name": name, "description": name}, headers=admin.headers
+        )
+        assert created.status_code == 201
+    server = await api.client.post(
+        "/admin/resource-servers", headers=admin.headers,
+        json={"identifier": ORDERS, "name": "Orders", "scopes": ["orders:read", "orders:write"]},
+    )
+    assert server.status_code == 201
+    client = await register_client(
+        api, admin, grant_types=["client_credentials"], scopes=["orders:read", "me"]
+    )
+    answer = await client_token(api, client["client_id"], client["client_secret"], resource=ORDERS)
+    assert answer.status_code == 200, answer.text
+    claims = jwt.decode(answer.json()["access_token"], options={"verify_signature": False})
+    assert claims["aud"] == ORDERS and claims["scope"] == "orders:read"
+    unknown = await client_token(api, client["client_id"], client["client_secret"],
+                                 resource="https://unknown.example")
+    assert unknown.status_code == 400 and unknown.json()["error"] == "invalid_target"
+    # Introspected by the API it is for: live, with the client named.
+    introspected = await api.client.post(
+        "/auth/introspect", data={"token": answer.json()["access_token"]},
+        headers=basic(client["client_id"], client["client_secret"]),
+    )
+    body = introspected.json()
+    assert body["active"] and body["client_id"] == body["sub"] == client["client_id"]
+    assert body["aud"] == ORDERS and "username" not in body
