@@ -58,9 +58,11 @@ BENCH_VENV := bench/.work/venv
 
 $(BENCH_VENV)/.installed: bench/requirements.txt
 	$(PYTHON) -m venv $(BENCH_VENV)
-	$(BENCH_VENV)/bin/pip install -q -r bench/requirements.txt
+	$(BENCH_VENV)/bin/pip install -q --no-deps -r bench/requirements.txt
 	touch $@
 
-# Side-by-side benchmark against the reference peers (wrk on loopback); about 14 minutes.
+# Side-by-side benchmark against the reference peers in bench/peers (wrk on loopback); about
+# 14 minutes. `make bench BENCH_ARGS=--quick` is a one-minute smoke run of every server.
+BENCH_ARGS ?=
 bench: $(VENV)/.installed-run $(BENCH_VENV)/.installed
-	$(BENCH_VENV)/bin/python bench/run.py
+	$(BENCH_VENV)/bin/python bench/run.py $(BENCH_ARGS)

@@ -4,7 +4,7 @@ Run it with Bastion's interpreter, pinned to the server's core (``bench/run.py``
 
     taskset -c 0 .venv/bin/python bench/hash_time.py -n 20
 
-Like ``../shared/peers/hash_time.py`` it times, in-process, exactly the call the login
+Like ``peers/hash_time.py`` it times, in-process, exactly the call the login
 path makes (pwdlib ``verify_and_update`` over Argon2id then bcrypt), so
 ``1 / median`` is the most logins per second one core can do.
 """

@@ -31,9 +31,10 @@ from typing import Any, Self
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "bench"
 RESULTS = BENCH / "results"
-PEER_ENVS = BENCH / ".work" / "peers"
-SHARED_PEERS = ROOT.parent / "shared" / "peers"
-RUN_AUTH_BENCH = SHARED_PEERS / "run_auth_bench.py"
+QUICK_RESULTS = BENCH / ".work" / "quick"  # a --quick run's reports: never the committed ones
+PEERS = BENCH / "peers"  # the reference peers' apps, their pins and run_auth_bench.py
+PEER_ENVS = BENCH / ".work" / "peers"  # their virtualenvs, built by peers/setup.sh
+RUN_AUTH_BENCH = PEERS / "run_auth_bench.py"
 BASTION_BIN = ROOT / ".venv" / "bin"
 
 HOST = "127.0.0.1"
@@ -70,6 +71,11 @@ class Options:
     warmup: int
     hash_n: int
     report_from: Path | None = None
+    quick: bool = False  # a smoke run: every server started once, figures not worth keeping
+
+    @property
+    def overload_seconds(self) -> int:
+        return self.duration if self.quick else OVERLOAD_SECONDS
 
 
 def log(message: str) -> None:
@@ -376,7 +382,8 @@ def measure_overload(peer: Peer, server: Server, opts: Options) -> Result:
         runs = {}
         for connections in OVERLOAD_CONNECTIONS:
             run = client.measure(f"me_c{connections}", "/users/me", headers=bearer,
-                                 connections=connections, duration=OVERLOAD_SECONDS, warmup=0)
+                                 connections=connections, duration=opts.overload_seconds,
+                                 warmup=0)
             run["answer_after"] = prompt_answer(client, bearer)
             runs[str(connections)] = run
         return {"runs": runs}
@@ -402,7 +409,7 @@ def measure_peer(peer: Peer, opts: Options, where: str) -> Result:
     """
     result = measure_peer_once(peer, opts, where)
     stolen = result.get("cpu_stolen_pct", 0.0)
-    if stolen <= STEAL_RETRY_PCT:
+    if stolen <= STEAL_RETRY_PCT or opts.quick:
         return result
     log(f"{where}: {peer.name}: the host took {stolen}% of the CPU meanwhile; once more")
     again = measure_peer_once(peer, opts, f"{where}, again")
@@ -441,7 +448,7 @@ def auth_args(register: str, login: str, username: str = USERNAME,
 def uvicorn_peer(name: str, label: str, folder: str, app: str, *, db: str = "",
                  bench_args: tuple[str, ...] = ()) -> Peer:
     argv = (str(PEER_ENVS / folder / ".venv" / "bin" / "uvicorn"), app,
-            "--app-dir", str(SHARED_PEERS / folder), "--host", HOST, "--port", "{port}",
+            "--app-dir", str(PEERS / folder), "--host", HOST, "--port", "{port}",
             "--workers", "1", "--log-level", "warning")
     return Peer(name, label, argv, auth_bench, {"DATABASE_URL": db} if db else {},
                 bench_args=bench_args)
@@ -807,15 +814,15 @@ def chart(summary: Result, path: Path) -> None:
     plt.close(fig)
 
 
-def write_reports(report: Result) -> Path:
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    stem = RESULTS / report["date"]
+def write_reports(report: Result, into: Path = RESULTS) -> Path:
+    into.mkdir(parents=True, exist_ok=True)
+    stem = into / report["date"]
     stem.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
     md = stem.with_suffix(".md")
     md.write_text(markdown(report))
     chart(report["summary"], stem.with_suffix(".png"))
-    shutil.copyfile(md, RESULTS / "latest.md")
-    shutil.copyfile(stem.with_suffix(".png"), RESULTS / "latest.png")
+    shutil.copyfile(md, into / "latest.md")
+    shutil.copyfile(stem.with_suffix(".png"), into / "latest.png")
     return md
 
 
@@ -846,7 +853,7 @@ def setup_peers() -> None:
     if not (BASTION_BIN / "bastion").exists():
         raise SystemExit(f"{BASTION_BIN / 'bastion'} missing: run `make bench` (it creates .venv)")
     log("setting up the reference peers")
-    subprocess.run([str(SHARED_PEERS / "setup.sh"), str(PEER_ENVS)], cwd=ROOT, check=True)
+    subprocess.run([str(PEERS / "setup.sh"), str(PEER_ENVS)], cwd=ROOT, check=True)
 
 
 def parse_options() -> Options:
@@ -858,7 +865,13 @@ def parse_options() -> Options:
     parser.add_argument("--report-from", type=Path, metavar="JSON",
                         help="measure nothing: recompute a saved run's summary, targets and "
                              "reports (after a change to how they are computed or shown)")
+    parser.add_argument("--quick", action="store_true",
+                        help="smoke run (about a minute): each server started once, 1 s runs, "
+                             "no warm-up; reports go to bench/.work/quick/, and any server that "
+                             "fails makes the run fail")
     a = parser.parse_args()
+    if a.quick:
+        return Options(rounds=1, duration=1, warmup=0, hash_n=3, quick=True)
     return Options(a.rounds, a.duration, a.warmup, a.hash_n, a.report_from)
 
 
@@ -881,13 +894,13 @@ def main() -> None:
         "date": datetime.now().strftime("%Y-%m-%d"),
         "started_at": datetime.now().astimezone().isoformat(timespec="seconds"),
         "environment": environment(),
-        "settings": {"rounds": opts.rounds, "duration_s": opts.duration,
+        "settings": {"quick": opts.quick, "rounds": opts.rounds, "duration_s": opts.duration,
                      "warmup_s": opts.warmup, "connections": CONNECTIONS,
                      "server_cpu": SERVER_CPU, "wrk_cpu": WRK_CPU,
                      "two_workers": f"server taskset -c {TWO_WORKER_CPUS}, wrk unpinned",
                      "wrk_timeout_s": WRK_TIMEOUT_S,
                      "overload": {"connections": OVERLOAD_CONNECTIONS,
-                                  "seconds": OVERLOAD_SECONDS,
+                                  "seconds": opts.overload_seconds,
                                   "wrk_timeout_s": OVERLOAD_WRK_TIMEOUT_S,
                                   "prompt_s": PROMPT_S}},
     }
@@ -904,11 +917,15 @@ def main() -> None:
     report["overload"] = overload
     report["rounds"] = rounds
     report["elapsed_s"] = round(time.monotonic() - t0, 1)
-    md = write_reports(report)
+    md = write_reports(report, QUICK_RESULTS if opts.quick else RESULTS)
     print(md.read_text())
     met = sum(t["met"] for t in report["targets"])
     log(f"{met}/{len(report['targets'])} targets met; wrote {md.relative_to(ROOT)} "
         f"in {report['elapsed_s'] / 60:.1f} min")
+    failed = [name for name, result in [*rounds[0].items(), ("overload", overload)]
+              if "error" in result]
+    if opts.quick and failed:
+        raise SystemExit(f"smoke run: {', '.join(failed)} failed (see the log above)")
 
 
 if __name__ == "__main__":
