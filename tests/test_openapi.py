@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import httpx
+import pytest
 
 
 async def _schema(client: httpx.AsyncClient) -> dict[str, Any]:
@@ -33,3 +34,21 @@ async def test_declared_scopes_are_offered_in_authorize(client: httpx.AsyncClien
 
 async def test_metrics_are_not_in_the_schema(client: httpx.AsyncClient) -> None:
     assert "/metrics" not in (await _schema(client))["paths"]
+
+
+@pytest.mark.parametrize("settings_overrides", [{}, {"basic_auth": True}], ids=["off", "on"])
+async def test_basic_is_declared_only_when_it_is_on(
+    client: httpx.AsyncClient, settings_overrides: dict[str, Any]
+) -> None:
+    """Authorize offers HTTP Basic only when the server accepts it (BASIC_AUTH, off by default)."""
+    schema = await _schema(client)
+    on = bool(settings_overrides)
+    assert ("HTTPBasic" in schema["components"]["securitySchemes"]) is on
+    requirements = [
+        requirement
+        for operations in schema["paths"].values()
+        for operation in operations.values()
+        for requirement in operation.get("security", [])
+    ]
+    assert {"OAuth2", "APIKey"} <= {name for r in requirements for name in r}
+    assert any("HTTPBasic" in r for r in requirements) is on

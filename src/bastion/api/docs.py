@@ -60,3 +60,15 @@ def document_code_flow(flows: dict[str, Any], *, password_grant: bool) -> None:
 def swagger_oauth_settings() -> dict[str, Any]:
     """Swagger UI's OAuth settings: the built-in public client, PKCE for the code flow."""
     return {"clientId": DOCS_CLIENT_ID, "usePkceWithAuthorizationCodeGrant": True}
+
+
+def drop_security_scheme(schema: dict[str, Any], name: str) -> None:
+    """Remove a credential scheme from the schema and from every operation's requirements.
+
+    With ``BASIC_AUTH`` off, Authorize must not offer HTTP Basic: the server would ignore it.
+    """
+    schema.get("components", {}).get("securitySchemes", {}).pop(name, None)
+    for operations in schema.get("paths", {}).values():
+        for operation in operations.values():
+            if isinstance(operation, dict) and "security" in operation:
+                operation["security"] = [r for r in operation["security"] if name not in r]
