@@ -188,6 +188,10 @@ class Target:
         body = {"identifier": f"https://fuzz{next(_names)}.example", "name": "fuzz target"}
         return str(self.call("POST", "/admin/resource-servers", json=body)["id"])
 
+    def new_client(self) -> str:
+        body = {"name": "fuzz target", "type": "confidential", "grant_types": ["client_credentials"]}
+        return str(self.call("POST", "/admin/clients", json=body)["client_id"])
+
     def new_api_key(self) -> str:
         body = {"name": "fuzz target", "scopes": ["me"]}
         return str(self.call("POST", "/users/me/api-keys", json=body)["id"])
@@ -285,6 +289,7 @@ MAKERS: dict[str, Callable[[Target], str]] = {
     "key_id": Target.new_api_key,
     "name": Target.new_role,
     "server_id": Target.new_resource_server,
+    "client_id": Target.new_client,
 }
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from bastion.api.schemas import Input, ScopeList, no_controls
 from bastion.services.clients import MAX_URI_LENGTH
@@ -19,6 +19,20 @@ DEFAULT_GRANTS: tuple[GrantType, ...] = ("authorization_code", "refresh_token")
 
 
 class ClientIn(Input):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "name": "Photo app",
+                    "type": "public",
+                    "redirect_uris": ["https://photos.example/callback"],
+                    "grant_types": ["authorization_code", "refresh_token"],
+                    "scopes": ["openid", "me"],
+                }
+            ]
+        }
+    )
+
     name: ClientName
     type: Literal["public", "confidential"]
     redirect_uris: UriList = Field(default_factory=list)

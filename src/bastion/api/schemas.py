@@ -305,6 +305,12 @@ def _absolute_uri(value: str) -> str:
 
 
 class ResourceServerIn(Input):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{"identifier": "https://orders.example", "name": "Orders", "scopes": []}]
+        }
+    )
+
     identifier: Annotated[str, Field(min_length=3, max_length=255), AfterValidator(_absolute_uri)]
     name: Annotated[str, Field(min_length=1, max_length=100), AfterValidator(no_controls)]
     scopes: ScopeList = []

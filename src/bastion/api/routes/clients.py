@@ -25,7 +25,7 @@ from bastion.services.principals import Principal
 
 router = APIRouter(prefix="/admin/clients", tags=["admin"])
 Admin = Annotated[Principal, requires(USERS_WRITE)]
-WRITE_ERRORS = errors(401, 403, 404, 409, 413, 422, 429)
+WRITE_ERRORS = errors(400, 401, 403, 404, 409, 413, 422, 429)
 
 
 def client_out(row: OAuthClient) -> ClientOut:
