@@ -9,10 +9,11 @@ from typing import Any
 import httpx
 import jwt
 import pytest
-from sqlalchemy import update
+from sqlalchemy import func, select, update
 
 from bastion.db.engine import transaction
-from bastion.db.models import AuthorizationCode, utcnow
+from bastion.db.models import AuthorizationCode, BrowserSession, utcnow
+from bastion.services import maintenance
 from conftest import Account, Api
 from oauth_flow import consent_fields, login_fields, pkce, query_of, read_form
 from test_mfa import _enrolled
@@ -396,3 +397,15 @@ async def test_odd_login_input_is_a_page_not_an_error(api: Api, username: str) -
     fields = login_fields((await flow.authorize()).text, username, "whatever-password")
     answer = await api.client.post("/authorize", data=fields)
     assert answer.status_code in (400, 401) and 'value="login"' in answer.text
+
+
+async def test_upkeep_purges_old_codes_and_ended_browser_sessions(api: Api) -> None:
+    flow = await new_flow(api)
+    await flow.redeem(await flow.code())
+    await api.client.get("/logout")
+    async with transaction(api.runtime.sessionmaker) as db:
+        await db.execute(update(AuthorizationCode).values(expires_at=utcnow() - timedelta(days=2)))
+    await maintenance.purge(api.runtime.sessionmaker, audit_retention_days=365)
+    async with transaction(api.runtime.sessionmaker) as db:
+        assert await db.scalar(select(func.count()).select_from(AuthorizationCode)) == 0
+        assert await db.scalar(select(func.count()).select_from(BrowserSession)) == 0

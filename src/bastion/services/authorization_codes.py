@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import NoReturn
 
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bastion.db.models import AuthorizationCode, utcnow
@@ -30,6 +30,8 @@ CODE_PREFIX = "bac_"
 # RFC 7636 4.1: 43-128 characters of the unreserved set.
 CODE_VERIFIER = re.compile(r"[A-Za-z0-9._~-]{43,128}")
 CODE_CHALLENGE = re.compile(r"[A-Za-z0-9_-]{43}")  # base64url of a SHA-256 digest
+# A spent code is remembered this long past its expiry, so that a replay still revokes.
+REPLAY_MEMORY = timedelta(days=1)
 
 
 def s256(verifier: str) -> str:
@@ -137,3 +139,10 @@ async def _reject_reuse(
     )
     raise InvalidGrant("authorization code already used; what it issued is revoked",
                        keep_writes=True)
+
+
+async def purge_expired(db: AsyncSession, *, now: datetime | None = None) -> int:
+    """Delete codes expired longer ago than :data:`REPLAY_MEMORY`."""
+    cutoff = (now or utcnow()) - REPLAY_MEMORY
+    result = await db.execute(delete(AuthorizationCode).where(AuthorizationCode.expires_at <= cutoff))
+    return int(getattr(result, "rowcount", 0) or 0)

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import delete, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bastion.db.models import BrowserSession, Consent, User, utcnow
@@ -88,3 +88,13 @@ async def remember_consent(
         db, "consent_granted", user_id=user_id, ip=ip,
         detail={"client_id": client_id, "scopes": sorted(scopes)},
     )
+
+
+async def purge_expired(db: AsyncSession, *, now: datetime | None = None) -> int:
+    """Delete browser sessions that expired or were ended."""
+    result = await db.execute(
+        delete(BrowserSession).where(
+            or_(BrowserSession.expires_at <= (now or utcnow()), BrowserSession.revoked_at.is_not(None))
+        )
+    )
+    return int(getattr(result, "rowcount", 0) or 0)

@@ -11,7 +11,13 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bastion.db.engine import transaction
 from bastion.outages import describe, failed_dependency
-from bastion.services import audit, one_time_tokens, sessions
+from bastion.services import (
+    audit,
+    authorization_codes,
+    browser_sessions,
+    one_time_tokens,
+    sessions,
+)
 from bastion.services.signing_keys import KeyManager
 
 logger = logging.getLogger(__name__)
@@ -30,6 +36,8 @@ async def purge(
     async with transaction(sessionmaker) as db:
         ended = await sessions.purge_expired(db)
         ended += await one_time_tokens.purge_expired(db)  # used or expired links, mfa_tokens
+        ended += await authorization_codes.purge_expired(db)
+        ended += await browser_sessions.purge_expired(db)
         old = await audit.purge_older_than(db, days=audit_retention_days)
     return PurgeResult(sessions_and_tokens=ended, audit_events=old)
 
