@@ -11,6 +11,7 @@ from bastion.db.engine import transaction
 from bastion.services import one_time_tokens
 from bastion.services.audit import EVENTS
 from conftest import PASSWORD, Account, Api
+from test_oauth_authorize import OAUTH_AUDIT_ACTIONS
 
 Action = Callable[[Api, Account, Account], Awaitable[None]]
 
@@ -232,6 +233,7 @@ ACTIONS: dict[str, Action] = {
     "mfa_required": _mfa_required,
     "mfa_failed": _mfa_failed,
     "recovery_code_used": _recovery_code,
+    **OAUTH_AUDIT_ACTIONS,
 }
 
 

@@ -409,3 +409,56 @@ async def test_upkeep_purges_old_codes_and_ended_browser_sessions(api: Api) -> N
     async with transaction(api.runtime.sessionmaker) as db:
         assert await db.scalar(select(func.count()).select_from(AuthorizationCode)) == 0
         assert await db.scalar(select(func.count()).select_from(BrowserSession)) == 0
+
+
+# The audit events of the authorization server, for test_audit's table of actions.
+
+
+async def _client_created(api: Api, admin: Account, user: Account) -> None:
+    await register_client(api, admin, grant_types=["client_credentials"])
+
+
+async def _client_changed(api: Api, admin: Account, user: Account, how: str) -> None:
+    client = await register_client(api, admin, grant_types=["client_credentials"])
+    path = f"/admin/clients/{client['client_id']}"
+    if how == "update":
+        answer = await api.client.patch(path, json={"name": "renamed"}, headers=admin.headers)
+    elif how == "rotate":
+        answer = await api.client.post(f"{path}/secret", headers=admin.headers)
+    else:
+        answer = await api.client.delete(path, headers=admin.headers)
+    assert answer.status_code in (200, 204), answer.text
+
+
+async def _consent(api: Api, admin: Account, user: Account) -> None:
+    flow = await new_flow(api, first_party=False)
+    await flow.code()
+
+
+async def _code_reused(api: Api, admin: Account, user: Account) -> None:
+    flow = await new_flow(api)
+    code = await flow.code()
+    await flow.redeem(code)
+    assert (await flow.redeem(code)).status_code == 400
+
+
+async def _client_updated(api: Api, admin: Account, user: Account) -> None:
+    await _client_changed(api, admin, user, "update")
+
+
+async def _client_rotated(api: Api, admin: Account, user: Account) -> None:
+    await _client_changed(api, admin, user, "rotate")
+
+
+async def _client_deleted(api: Api, admin: Account, user: Account) -> None:
+    await _client_changed(api, admin, user, "delete")
+
+
+OAUTH_AUDIT_ACTIONS = {
+    "client_created": _client_created,
+    "client_updated": _client_updated,
+    "client_secret_rotated": _client_rotated,
+    "client_deleted": _client_deleted,
+    "consent_granted": _consent,
+    "authorization_code_reused": _code_reused,
+}
