@@ -7,8 +7,8 @@ Two checks against guessing, each bounded in cost:
   repeats, dates and years, and the user's own name and email), over the first
   :data:`ESTIMATED_PREFIX` characters only: its cost grows steeply with length,
   and a password whose first 32 characters are hard to guess is not easy.
-The estimate takes milliseconds, so the callers run the policy in the hashing
-pool, off the event loop (``PasswordHasher.hash(..., check=...)``).
+The estimate takes milliseconds, so the callers run the policy in a worker
+thread, off the event loop, just before the hash (``PasswordHasher.hash(..., check=...)``).
 """
 
 from __future__ import annotations

@@ -69,19 +69,16 @@ class PasswordHasher:
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
 
-    async def _run(self, function: Callable[..., T], *args: object) -> T:
+    async def _run(self, function: Callable[..., T], *args: str) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._pool, function, *args)
 
     async def hash(self, password: str, *, check: Callable[[str], None] | None = None) -> str:
-        """The hash of ``password``; ``check`` (a policy that may raise) runs first, in the
-        same worker thread, so that it too stays off the event loop."""
-        if check is None:
-            return await self._run(self._context.hash, password)
-        return await self._run(self._checked_hash_sync, password, check)
-
-    def _checked_hash_sync(self, password: str, check: Callable[[str], None]) -> str:
-        check(password)
-        return self._context.hash(password)
+        """The hash of ``password``; ``check`` (a policy that may raise) runs first, off the
+        event loop too, in a thread of normal priority: it is pure Python and holds the GIL,
+        and a hashing thread (nice 19) starved of CPU would make the event loop wait for it."""
+        if check is not None:
+            await asyncio.to_thread(check, password)
+        return await self._run(self._context.hash, password)
 
     async def verify(self, password: str, hashed: str | None) -> Verification:
         """Check ``password`` against ``hashed`` (``None``: an unknown user)."""
