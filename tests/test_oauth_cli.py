@@ -53,3 +53,15 @@ async def test_invalid_input_is_one_line(runtime: Runtime) -> None:
                         "client_credentials", "--scope", "nope")
     assert unknown.exit_code == 1 and "unknown scope" in unknown.output
     assert (await run(runtime, "delete", "no-such-client")).exit_code == 1
+
+
+async def test_a_public_client_with_its_uris(runtime: Runtime) -> None:
+    added = await run(runtime, "add", "SPA", "--type", "public", "--first-party",
+                      "--redirect-uri", "https://spa.example/cb", "--scope", "openid",
+                      "--post-logout-redirect-uri", "https://spa.example/")
+    assert added.exit_code == 0, added.output
+    assert "client_secret" not in added.stdout
+    client = await runtime.clients.get(_value(added.stdout, "client_id"))
+    assert client is not None and client.first_party and not client.confidential
+    assert client.redirect_uris == ("https://spa.example/cb",)
+    assert client.post_logout_redirect_uris == ("https://spa.example/",)

@@ -56,12 +56,16 @@ def clients_add(
     grant: Grants = None,
     scope: Scopes = None,
     first_party: Annotated[bool, typer.Option(help="Ask its users for no consent.")] = False,
+    post_logout_redirect_uri: Annotated[
+        list[str] | None,
+        typer.Option("--post-logout-redirect-uri", help="Where GET /logout may return (repeatable)."),
+    ] = None,
 ) -> None:
     """Register a client; a confidential client's secret is printed this once."""
     spec = ClientSpec(
         name=name, type=client_type, redirect_uris=redirect_uri or [],
         grant_types=grant or ["authorization_code", "refresh_token"], scopes=scope or [],
-        first_party=first_party,
+        first_party=first_party, post_logout_redirect_uris=post_logout_redirect_uri or [],
     )
     client, secret = run_work(lambda db, state: _add(db, state, spec))
     typer.echo(f"client_id: {client.id}")
