@@ -19,7 +19,7 @@ from joserfc import jwt
 from joserfc.jwk import KeySet
 
 from oauth_flow import admin_headers, consent_fields, create_admin, login_fields
-from servers import PASSWORD, Server, free_port, register, running_server
+from servers import PASSWORD, Server, free_port, register, start_server
 
 pytestmark = pytest.mark.slow
 RP_DIR = Path(__file__).parent / "oidc_rp"
@@ -31,13 +31,15 @@ class Setup:
     client_id: str
     redirect_uri: str
     username: str
+    workdir: Path
 
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
     """One server; a public third-party client with a loopback redirect URI; one user."""
     workdir = tmp_path_factory.mktemp("peers")
-    with running_server(workdir) as server:
+    server = start_server(workdir, log=workdir / "server.log", BASTION_LOG_LEVEL="info")
+    try:
         headers = admin_headers(server.base, create_admin(workdir, "peeradmin"))
         redirect_uri = f"http://127.0.0.1:{free_port()}/callback"
         created = httpx.post(
@@ -49,7 +51,9 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
         )
         assert created.status_code == 201, created.text
         register(server.base, "peeruser")
-        yield Setup(server, created.json()["client_id"], redirect_uri, "peeruser")
+        yield Setup(server, created.json()["client_id"], redirect_uri, "peeruser", workdir)
+    finally:
+        server.stop()
 
 
 def sign_in(setup: Setup, authorization_url: str) -> str:
@@ -131,3 +135,11 @@ def test_authlib_completes_the_code_flow(setup: Setup) -> None:
     refreshed = session.refresh_token(config["token_endpoint"], refresh_token=token["refresh_token"])
     assert refreshed["access_token"] != token["access_token"]
     session.close()
+
+
+def test_no_code_token_or_secret_reaches_the_log(setup: Setup) -> None:
+    """Runs after the flows above: the server's log names paths, never their credentials."""
+    log = (setup.workdir / "server.log").read_text()
+    assert "/authorize" in log and "/auth/token" in log
+    for prefix in ("bac_", "bsr_", "bbs_", "bcs_", "code=", "code_verifier", "eyJ", PASSWORD):
+        assert prefix not in log, prefix
