@@ -462,3 +462,28 @@ OAUTH_AUDIT_ACTIONS = {
     "consent_granted": _consent,
     "authorization_code_reused": _code_reused,
 }
+
+
+async def test_prompt_login_and_consent_ask_again(api: Api) -> None:
+    flow = await new_flow(api, first_party=False)
+    await flow.code()
+    again = await flow.authorize(prompt="login")
+    assert again.status_code == 200 and 'value="login"' in again.text
+    asked = await flow.authorize(prompt="consent")
+    assert asked.status_code == 200 and 'value="consent"' in asked.text
+    silent = await flow.authorize(prompt="none")
+    assert silent.status_code == 303 and "code" in query_of(silent.headers["location"])
+
+
+async def test_a_disabled_account_loses_its_browser_session(api: Api) -> None:
+    flow = await new_flow(api)
+    await flow.code()
+    admin = await api.account("admin")
+    disabled = await api.client.patch(
+        f"/admin/users/{flow.user.id}", json={"is_active": False}, headers=admin.headers
+    )
+    assert disabled.status_code == 200
+    page = await flow.authorize()
+    assert page.status_code == 200 and 'value="login"' in page.text
+    refused = await flow.login(page)
+    assert refused.status_code == 403 and "location" not in refused.headers
