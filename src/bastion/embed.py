@@ -59,7 +59,8 @@ def bastion_routers(settings: Settings) -> list[APIRouter]:
     if settings.demo_todos:
         routers.append(todos.router)
     routers += [
-        auth.router, introspection.router, api_keys.router, admin.router, access.router,
+        introspection.router,  # asked by resource servers, as often as their own routes
+        auth.router, api_keys.router, admin.router, access.router,
         account_recovery.router, mfa.router, mfa.admin_router, clients.router,
         authorize.router,
         meta.router,

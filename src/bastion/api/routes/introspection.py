@@ -23,22 +23,20 @@ router = APIRouter(tags=["auth"])
     responses=errors(400, 401, 403, 413, 429),
 )
 async def introspect(
-    response: Response,
     runtime: RuntimeDep,
     caller: IntrospectionCaller,
     form: Annotated[IntrospectForm, Form()],
-) -> IntrospectionOut:
+) -> Response:
     """RFC 7662: ``active: true`` and the token's claims only while its session and user stand.
 
     The caller is a confidential client (HTTP Basic ``client_id:client_secret``), or
     authenticates with an API key (or token) carrying ``tokens:introspect``.
     """
-    response.headers["Cache-Control"] = "no-store"
     found = await runtime.principals.introspect(form.token)
     if found is None:
-        return IntrospectionOut(active=False)
+        return _answer(IntrospectionOut(active=False))
     claims = found.claims
-    return IntrospectionOut(
+    return _answer(IntrospectionOut(
         active=True,
         scope=format_scope(found.scopes),
         sub=claims.subject,
@@ -50,6 +48,15 @@ async def introspect(
         username=found.username,
         client_id=claims.client_id,
         token_type="Bearer",
+    ))
+
+
+def _answer(body: IntrospectionOut) -> Response:
+    # Serialized here, once: a resource server may ask on every request it serves.
+    return Response(
+        body.model_dump_json(exclude_none=True),
+        media_type="application/json",
+        headers={"Cache-Control": "no-store"},
     )
 
 
