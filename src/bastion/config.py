@@ -94,11 +94,6 @@ class Settings(BaseSettings):
     authorization_code_ttl: int = Field(default=60, ge=10, le=600)
     browser_session_ttl: int = Field(default=8 * 3_600, ge=60)  # the hosted login's cookie
     client_secret_grace: int = Field(default=86_400, ge=0)  # the old secret after a rotation
-    # OAuth 2.1 / OpenID Connect authorization server
-    password_grant: bool = True  # RFC 9700 says MUST NOT; on for the FastAPI tutorial flow
-    authorization_code_ttl: int = Field(default=60, ge=10, le=600)
-    browser_session_ttl: int = Field(default=8 * 3_600, ge=60)  # the hosted login's cookie
-    client_secret_grace: int = Field(default=86_400, ge=0)  # the old secret after a rotation
 
     trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
