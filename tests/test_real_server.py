@@ -67,6 +67,8 @@ def shared_backends(request: pytest.FixtureRequest, redis_url: str) -> dict[str,
         "BASTION_REDIS_URL": redis_url,
         # A long cache TTL: only the Redis fan-out can make B see A's logout in time.
         "BASTION_STATE_CACHE_TTL": "30",
+        # One service behind two addresses: without it each names its own (the served one).
+        "BASTION_ISSUER": "http://bastion.test",
     }
 
 
