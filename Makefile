@@ -28,8 +28,12 @@ lock: $(BIN)/python
 		-e '.[test]' -e packages/bastion-resource ruff mypy pip
 	$(BIN)/python scripts/lock.py $(VENV)/lock-report.json constraints.txt
 
+PORT ?= 8000
 run: $(VENV)/.installed-run
-	$(BIN)/bastion serve --host 127.0.0.1 --port 8000
+	@echo "Bastion: API docs at http://127.0.0.1:$(PORT)/docs"
+	@echo "No account exists yet; create the first admin with:"
+	@echo "  $(BIN)/bastion users create admin --email admin@example.com --role admin"
+	$(BIN)/bastion serve --host 127.0.0.1 --port $(PORT)
 
 # tests/test_browser.py drives Debian's chromium: install it when missing and we are root
 # (otherwise that test skips and says why).
