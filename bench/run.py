@@ -891,9 +891,22 @@ def chart(summary: Result, path: Path) -> None:
         ax.set_xticks(range(len(names)), labels, fontsize=8)
         ax.set_title(title)
         ax.legend()
+    ceiling = rps(summary, "ceiling_fastapi", "public")
+    if ceiling:  # the targets that are fractions of bare FastAPI's GET /
+        for share, what, style in ((0.5, "target 1: me ≥ 0.5× bare FastAPI GET /", "--"),
+                                   (0.4, "target 8: introspection ≥ 0.4×", "-."),
+                                   (0.25, "target 2: todos ≥ 0.25×", ":")):
+            axes[0].axhline(share * ceiling, color="dimgrey", linestyle=style, linewidth=1,
+                            label=what)
+    axes[0].yaxis.set_major_formatter(matplotlib.ticker.StrMethodFormatter("{x:,.0f}"))
+    axes[0].legend(fontsize=8)
     axes[1].set_yscale("log")
-    axes[1].yaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
+    # Labelled ticks at 1-2-5 steps: a bare log axis shows one label per decade.
+    axes[1].yaxis.set_major_locator(matplotlib.ticker.LogLocator(subs=(1.0, 2.0, 5.0)))
+    axes[1].yaxis.set_major_formatter(matplotlib.ticker.StrMethodFormatter("{x:g}"))
     axes[1].yaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+    axes[1].set_ylabel("ms")
+    axes[0].set_ylabel("requests per second")
     fig.suptitle("Bastion and reference peers (1 uvicorn worker on CPU 0, wrk on CPU 1, "
                  f"{CONNECTIONS} connections)")
     fig.tight_layout()
