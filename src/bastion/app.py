@@ -6,11 +6,11 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from bastion import __version__
-from bastion.api import docs, error_handlers
+from bastion.api import docs
 from bastion.api.middleware import BodyLimitMiddleware, SecurityHeadersMiddleware
 from bastion.api.started import StartedCheckMiddleware
 from bastion.config import Settings
-from bastion.embed import Bastion, bastion_routers
+from bastion.embed import Bastion
 from bastion.log import AccessLogMiddleware, configure_logging
 from bastion.metrics import MetricsMiddleware
 from bastion.runtime import Runtime
@@ -63,10 +63,7 @@ def create_app(
     docs.install(app)
     if runtime is not None:
         app.state.runtime = runtime
-        for router in bastion_routers(settings):
-            app.include_router(router)
-        error_handlers.install(app)
-        bastion.document_scopes(app)
+        bastion.add_routes(app)
     else:
         bastion.install(app)
     # Last added runs first: the body limit wraps everything.

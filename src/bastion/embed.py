@@ -120,10 +120,7 @@ class Bastion:
 
     def install(self, app: FastAPI, *, prefix: str = "") -> None:
         """Add Bastion's routes (under ``prefix``) and error handlers; run its lifespan."""
-        for router in bastion_routers(self.settings):
-            app.include_router(router, prefix=prefix)
-        error_handlers.install(app)
-        self.document_scopes(app)
+        self.add_routes(app, prefix=prefix)
         inner = app.router.lifespan_context
 
         @asynccontextmanager
@@ -132,6 +129,14 @@ class Bastion:
                 yield state
 
         app.router.lifespan_context = lifespan
+
+    def add_routes(self, app: FastAPI, *, prefix: str = "") -> None:
+        """Bastion's routes, error handlers and documented scopes, without its lifespan
+        (for an app whose runtime is made elsewhere, as in the tests)."""
+        for router in bastion_routers(self.settings):
+            app.include_router(router, prefix=prefix)
+        error_handlers.install(app)
+        self.document_scopes(app)
 
     def document_scopes(self, app: FastAPI) -> None:
         """List the declared scopes beside the built-in ones in Swagger's Authorize dialog."""

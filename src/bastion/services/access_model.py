@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from sqlalchemy import delete, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import InstrumentedAttribute
 
 from bastion.db.engine import on_commit
 from bastion.db.models import ResourceServer, ResourceServerScope, Role, RoleScope, Scope, UserRole
@@ -68,24 +69,24 @@ def check_role_name(name: str) -> str:
     return name
 
 
-async def require_scopes(db: AsyncSession, names: Iterable[str]) -> list[str]:
+async def _require_known(
+    db: AsyncSession, column: InstrumentedAttribute[str], names: Iterable[str], what: str
+) -> list[str]:
     """``names``, sorted and unique, or :class:`PolicyViolation` naming the unknown ones."""
     wanted = sorted(set(names))
-    known = set(await db.scalars(select(Scope.name).where(Scope.name.in_(wanted))))
+    known = set(await db.scalars(select(column).where(column.in_(wanted))))
     unknown = [name for name in wanted if name not in known]
     if unknown:
-        raise PolicyViolation(f"unknown scope(s): {', '.join(unknown)}")
+        raise PolicyViolation(f"unknown {what}(s): {', '.join(unknown)}")
     return wanted
+
+
+async def require_scopes(db: AsyncSession, names: Iterable[str]) -> list[str]:
+    return await _require_known(db, Scope.name, names, "scope")
 
 
 async def require_roles(db: AsyncSession, names: Iterable[str]) -> list[str]:
-    """``names``, sorted and unique, or :class:`PolicyViolation` naming the unknown ones."""
-    wanted = sorted(set(names))
-    known = set(await db.scalars(select(Role.name).where(Role.name.in_(wanted))))
-    unknown = [name for name in wanted if name not in known]
-    if unknown:
-        raise PolicyViolation(f"unknown role(s): {', '.join(unknown)}")
-    return wanted
+    return await _require_known(db, Role.name, names, "role")
 
 
 async def _insert_unique(db: AsyncSession, row: object, what: str) -> None:
