@@ -28,7 +28,7 @@ from typing import Any
 from fastapi import APIRouter, FastAPI
 
 from bastion.api import deps, error_handlers
-from bastion.api.docs import document_code_flow, drop_security_scheme
+from bastion.api.docs import document_code_flow, document_credential_schemes
 from bastion.api.routes import (
     access,
     account_recovery,
@@ -152,8 +152,7 @@ class Bastion:
                     document_code_flow(flows, password_grant=self.settings.password_grant)
                 for flow in schemes.get("OAuth2", {}).get("flows", {}).values():
                     flow["scopes"] = {**flow.get("scopes", {}), **declared}
-                if not self.settings.basic_auth:
-                    drop_security_scheme(schema, "HTTPBasic")
+                document_credential_schemes(schema, basic_auth=self.settings.basic_auth)
             return app.openapi_schema or build()
 
         app.openapi = openapi  # type: ignore[method-assign]

@@ -6,10 +6,12 @@ from importlib.resources import files
 from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
 from fastapi.openapi.docs import get_swagger_ui_html, get_swagger_ui_oauth2_redirect_html
 from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 
+from bastion.api.deps import api_key_scheme, basic_scheme
 from bastion.services.clients import DOCS_CLIENT_ID
 
 STATIC_URL = "/docs-static"
@@ -62,13 +64,20 @@ def swagger_oauth_settings() -> dict[str, Any]:
     return {"clientId": DOCS_CLIENT_ID, "usePkceWithAuthorizationCodeGrant": True}
 
 
-def drop_security_scheme(schema: dict[str, Any], name: str) -> None:
-    """Remove a credential scheme from the schema and from every operation's requirements.
+def document_credential_schemes(schema: dict[str, Any], *, basic_auth: bool) -> None:
+    """List the API key, and HTTP Basic when it is on, wherever the OAuth2 scheme is required.
 
-    With ``BASIC_AUTH`` off, Authorize must not offer HTTP Basic: the server would ignore it.
+    Bastion reads those credentials inside its one security dependency
+    (``bastion.api.deps.credentials``), so FastAPI documents only the OAuth2
+    scheme; with ``BASIC_AUTH`` off, Authorize must not offer Basic at all.
     """
-    schema.get("components", {}).get("securitySchemes", {}).pop(name, None)
+    schemes = [api_key_scheme, basic_scheme] if basic_auth else [api_key_scheme]
+    components = schema.setdefault("components", {}).setdefault("securitySchemes", {})
+    for scheme in schemes:
+        components[scheme.scheme_name] = jsonable_encoder(scheme.model, by_alias=True, exclude_none=True)
     for operations in schema.get("paths", {}).values():
         for operation in operations.values():
-            if isinstance(operation, dict) and "security" in operation:
-                operation["security"] = [r for r in operation["security"] if name not in r]
+            requirements = operation.get("security") if isinstance(operation, dict) else None
+            scopes = next((r["OAuth2"] for r in requirements or () if "OAuth2" in r), None)
+            if requirements is not None and scopes is not None:  # the same scopes, as for a token
+                requirements += [{scheme.scheme_name: list(scopes)} for scheme in schemes]

@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Form, Response
 
-from bastion.api.client_auth import IntrospectionCaller
+from bastion.api.client_auth import INTROSPECTION_SECURITY, IntrospectionCaller
 from bastion.api.deps import CurrentPrincipal, RuntimeDep
 from bastion.api.responses import errors
 from bastion.api.schemas import IntrospectForm, IntrospectionOut, UserInfoOut
@@ -21,6 +21,7 @@ router = APIRouter(tags=["auth"])
     response_model=IntrospectionOut,
     response_model_exclude_none=True,
     responses=errors(400, 401, 403, 413, 429),
+    openapi_extra=INTROSPECTION_SECURITY,
 )
 async def introspect(
     runtime: RuntimeDep,
