@@ -435,6 +435,13 @@ async def _consent(api: Api, admin: Account, user: Account) -> None:
     await flow.code()
 
 
+async def _consent_revoked(api: Api, admin: Account, user: Account) -> None:
+    flow = await new_flow(api, first_party=False)
+    await flow.code()
+    path = f"/users/me/consents/{flow.client['client_id']}"
+    assert (await api.client.delete(path, headers=flow.user.headers)).status_code == 204
+
+
 async def _code_reused(api: Api, admin: Account, user: Account) -> None:
     flow = await new_flow(api)
     code = await flow.code()
@@ -460,6 +467,7 @@ OAUTH_AUDIT_ACTIONS = {
     "client_secret_rotated": _client_rotated,
     "client_deleted": _client_deleted,
     "consent_granted": _consent,
+    "consent_revoked": _consent_revoked,
     "authorization_code_reused": _code_reused,
 }
 

@@ -65,6 +65,7 @@ from bastion.runtime import build_runtime
 from bastion.scopes import BUILTIN_SCOPES
 from bastion.services import users
 from bastion.services.todos import SCOPES as TODO_SCOPES
+from oauth_flow import consent_fields, login_fields, pkce
 
 PASSWORD = "violet-Harbor-91-lantern"
 ADMIN = "fuzzadmin"  # the principal of every example
@@ -78,6 +79,7 @@ CHECKS = [
     ignored_auth,
 ]
 SESSION_ENDING = {"POST /auth/logout", "POST /auth/logout-all"}
+CALLBACK = "https://app.example/cb"
 CREDENTIAL_HEADERS = {"authorization", "x-api-key"}
 _names = itertools.count(1)
 
@@ -196,6 +198,24 @@ class Target:
         body = {"name": "fuzz target", "scopes": ["me"]}
         return str(self.call("POST", "/users/me/api-keys", json=body)["id"])
 
+    def new_consent(self) -> str:
+        """A third-party client the admin has allowed, at the hosted login's consent page."""
+        body = {"name": "fuzz target", "type": "public", "redirect_uris": [CALLBACK],
+                "grant_types": ["authorization_code"], "scopes": ["me"]}
+        client_id = str(self.call("POST", "/admin/clients", json=body)["client_id"])
+        _, challenge = pkce()
+        params = {"response_type": "code", "client_id": client_id, "redirect_uri": CALLBACK,
+                  "scope": "me", "code_challenge": challenge, "code_challenge_method": "S256"}
+        with asgi.get_client(APP) as browser:
+            page = browser.get("/authorize", params=params)
+            fields = login_fields(page.text, ADMIN, PASSWORD)
+            consent = browser.post("/authorize", data=fields, allow_redirects=False)
+            done = browser.post(
+                "/authorize", data=consent_fields(consent.text), allow_redirects=False
+            )
+        assert done.status_code == 303 and "code=" in done.headers["location"], done.text
+        return client_id
+
 
 async def _create_accounts() -> None:
     runtime = await build_runtime(SETTINGS)
@@ -282,6 +302,10 @@ def test_api_with_basic(case: Any, target: Target) -> None:
     _call(case, {"Authorization": f"Basic {raw}"})
 
 
+# By path first: a client_id in /users/me/consents must be one the admin has allowed.
+PATH_MAKERS: dict[str, Callable[[Target], str]] = {
+    "/users/me/consents/{client_id}": Target.new_consent,
+}
 MAKERS: dict[str, Callable[[Target], str]] = {
     "todo_id": Target.new_todo,
     "user_id": Target.new_user,
@@ -297,7 +321,8 @@ MAKERS: dict[str, Callable[[Target], str]] = {
 @fuzz(8)
 def test_api_on_existing_objects(case: Any, target: Target) -> None:
     (name,) = case.path_parameters
-    case.path_parameters[name] = MAKERS[name](target)
+    maker = PATH_MAKERS.get(case.operation.path, MAKERS[name])
+    case.path_parameters[name] = maker(target)
     _call(case, {"Authorization": f"Bearer {target.token}"})
 
 

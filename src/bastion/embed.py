@@ -37,6 +37,7 @@ from bastion.api.routes import (
     auth,
     authorize,
     clients,
+    consents,
     introspection,
     meta,
     mfa,
@@ -60,7 +61,7 @@ def bastion_routers(settings: Settings) -> list[APIRouter]:
         routers.append(todos.router)
     routers += [
         introspection.router,  # asked by resource servers, as often as their own routes
-        auth.router, api_keys.router, admin.router, access.router,
+        auth.router, api_keys.router, consents.router, admin.router, access.router,
         account_recovery.router, mfa.router, mfa.admin_router, clients.router,
         authorize.router,
         meta.router,

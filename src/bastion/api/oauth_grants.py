@@ -28,11 +28,9 @@ async def client_grant(
     else:
         if not form.code:
             raise InvalidRequest("code is required")
-        if resource is not None:
-            raise InvalidRequest("resource is not supported with authorization_code")
         tokens = await runtime.oauth.authorization_code(
             db, client=client, code=form.code, redirect_uri=form.redirect_uri,
-            code_verifier=form.code_verifier, info=info,
+            code_verifier=form.code_verifier, resource=resource, info=info,
         )
     return TokenOut(
         access_token=tokens.access_token, expires_in=tokens.expires_in, scope=tokens.scope,

@@ -194,6 +194,19 @@ class ApiKeyCreated(ApiKeyOut):
     key: str
 
 
+# Consents
+
+
+class ConsentOut(BaseModel):
+    """A client the caller has allowed to act for them, and what to."""
+
+    client_id: str
+    client_name: str
+    scopes: list[str]
+    created_at: datetime
+    updated_at: datetime
+
+
 # Todos
 
 

@@ -209,6 +209,8 @@ class AuthSession(Base):
     audience: Mapped[str | None] = mapped_column(String(255))
     # The OAuth client the session was opened for (authorization code flow); None: first party.
     client_id: Mapped[str | None] = mapped_column(String(64))
+    # The hosted login's browser session the code came from: logging out there ends this too.
+    browser_session_id: Mapped[str | None] = mapped_column(String(36), index=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     last_used_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
@@ -352,6 +354,8 @@ class AuthorizationCode(Base):
     scopes: Mapped[str] = mapped_column(String(500))
     code_challenge: Mapped[str] = mapped_column(String(128))
     nonce: Mapped[str | None] = mapped_column(String(255))
+    # The resource server (RFC 8707) the access token is to be for; None: Bastion's own.
+    resource: Mapped[str | None] = mapped_column(String(255))
     browser_session_id: Mapped[str | None] = mapped_column(String(36))
     auth_time: Mapped[datetime] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
@@ -387,3 +391,5 @@ class Consent(Base):
     )
     scopes: Mapped[str] = mapped_column(String(500))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # When the consent last grew to more scopes; None: not since it was first given.
+    updated_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

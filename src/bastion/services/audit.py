@@ -52,6 +52,7 @@ EVENTS: Final = frozenset(
         "client_deleted",
         "client_secret_rotated",
         "consent_granted",
+        "consent_revoked",
         "authorization_code_reused",
     }
 )

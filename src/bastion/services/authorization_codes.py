@@ -1,7 +1,7 @@
 """Authorization codes (RFC 6749 4.1, RFC 7636): random, stored as an HMAC, single use, short.
 
-A code is bound to its client, its exact redirect URI and a PKCE S256
-challenge. It is spent by one conditional UPDATE, so of two concurrent
+A code is bound to its client, its exact redirect URI, a PKCE S256
+challenge and the resource (RFC 8707) its access token is to be for. It is spent by one conditional UPDATE, so of two concurrent
 redemptions exactly one wins. Presenting a spent code again revokes the
 session its first redemption opened (RFC 6749 4.1.2).
 """
@@ -16,11 +16,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import NoReturn
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import ColumnElement, delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bastion.db.models import AuthorizationCode, utcnow
-from bastion.errors import InvalidGrant, NotFound
+from bastion.errors import InvalidGrant, InvalidTarget, NotFound
 from bastion.scopes import format_scope, parse_scope
 from bastion.security.opaque_tokens import TokenDigester, generate
 from bastion.services import audit, sessions
@@ -52,6 +52,7 @@ class CodeGrant:
     nonce: str | None
     auth_time: datetime
     browser_session_id: str | None = None
+    resource: str | None = None  # RFC 8707: the API the access token is for; None: Bastion
 
 
 async def issue(db: AsyncSession, *, digester: TokenDigester, grant: CodeGrant, ttl: int) -> str:
@@ -60,7 +61,7 @@ async def issue(db: AsyncSession, *, digester: TokenDigester, grant: CodeGrant, 
     db.add(AuthorizationCode(
         code_hash=digester.digest(code), client_id=grant.client_id, user_id=grant.user_id,
         redirect_uri=grant.redirect_uri, scopes=format_scope(grant.scopes),
-        code_challenge=grant.code_challenge, nonce=grant.nonce,
+        code_challenge=grant.code_challenge, nonce=grant.nonce, resource=grant.resource,
         browser_session_id=grant.browser_session_id, auth_time=grant.auth_time,
         created_at=now, expires_at=now + timedelta(seconds=ttl),
     ))
@@ -70,11 +71,12 @@ async def issue(db: AsyncSession, *, digester: TokenDigester, grant: CodeGrant, 
 
 async def redeem(
     db: AsyncSession, state: AuthState, *, digester: TokenDigester, code: str, client_id: str,
-    redirect_uri: str | None, code_verifier: str | None, ip: str | None,
+    redirect_uri: str | None, code_verifier: str | None, resource: str | None, ip: str | None,
 ) -> tuple[AuthorizationCode, CodeGrant]:
     """Spend ``code``; its row (to record the session it opens) and what it grants.
 
-    Every failure is ``invalid_grant``; a failed check still spends the code.
+    Every failure is ``invalid_grant``, except a ``resource`` other than the one the
+    code is bound to (RFC 8707 ``invalid_target``); a failed check still spends the code.
     """
     if not code.startswith(CODE_PREFIX) or len(code) > 128:
         raise InvalidGrant("unknown authorization code")
@@ -94,10 +96,13 @@ async def redeem(
     failure = _mismatch(row, now, client_id, redirect_uri, code_verifier)
     if failure is not None:
         raise InvalidGrant(failure, keep_writes=True)  # the code stays spent
+    if resource is not None and resource != row.resource:
+        raise InvalidTarget("resource differs from the authorization request's", keep_writes=True)
     grant = CodeGrant(
         client_id=row.client_id, user_id=row.user_id, redirect_uri=row.redirect_uri,
         scopes=parse_scope(row.scopes), code_challenge=row.code_challenge, nonce=row.nonce,
         auth_time=row.auth_time, browser_session_id=row.browser_session_id,
+        resource=row.resource,
     )
     return row, grant
 
@@ -139,6 +144,25 @@ async def _reject_reuse(
     )
     raise InvalidGrant("authorization code already used; what it issued is revoked",
                        keep_writes=True)
+
+
+async def discard_of_browser_session(db: AsyncSession, *, browser_session_id: str) -> None:
+    """Forget the codes a browser session was given and no client has redeemed yet."""
+    await _discard_unredeemed(db, AuthorizationCode.browser_session_id == browser_session_id)
+
+
+async def discard_of_client(db: AsyncSession, *, user_id: str, client_id: str) -> None:
+    """Forget the codes ``client_id`` got for ``user_id`` and has not redeemed yet."""
+    await _discard_unredeemed(
+        db, AuthorizationCode.user_id == user_id, AuthorizationCode.client_id == client_id
+    )
+
+
+async def _discard_unredeemed(db: AsyncSession, *conditions: ColumnElement[bool]) -> None:
+    # Deleted, not marked spent: presenting one later is an unknown code, not a replay.
+    await db.execute(
+        delete(AuthorizationCode).where(*conditions, AuthorizationCode.used_at.is_(None))
+    )
 
 
 async def purge_expired(db: AsyncSession, *, now: datetime | None = None) -> int:

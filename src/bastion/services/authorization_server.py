@@ -1,8 +1,9 @@
 """The token endpoint's OAuth 2.1 grants: authorization_code (with PKCE) and client_credentials.
 
 A redeemed code opens a login session bound to its client (the ``sid`` of
-its tokens, revoked if the code is replayed); with ``openid`` it also yields
-an id_token. A client's own token has no session and no refresh token: it
+its tokens, revoked if the code is replayed), to the browser session that
+signed in (whose logout ends it) and to the code's resource; with ``openid``
+it also yields an id_token. A client's own token has no session and no refresh token: it
 lives ``access_token_ttl`` and dies with its client (disabled or deleted).
 """
 
@@ -10,10 +11,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bastion.db.models import AuthSession, User
+from bastion.db.models import User
 from bastion.errors import InvalidGrant, InvalidScope, InvalidTarget, UnauthorizedClient
 from bastion.scopes import OPENID, format_scope, parse_scope
 from bastion.security.id_tokens import IdTokenClaims, IdTokenSigner
@@ -83,29 +83,35 @@ class AuthorizationServer:
 
     async def authorization_code(
         self, db: AsyncSession, *, client: ClientView, code: str, redirect_uri: str | None,
-        code_verifier: str | None, info: ClientInfo,
+        code_verifier: str | None, resource: str | None, info: ClientInfo,
     ) -> OAuthTokens:
-        """RFC 6749 4.1.3 with RFC 7636: the code, its redirect URI and the PKCE verifier."""
+        """RFC 6749 4.1.3 with RFC 7636: the code, its redirect URI and the PKCE verifier.
+
+        The access token (and the session, so every refresh) is for the resource the
+        code is bound to (RFC 8707), with that API's scopes only; ``resource`` here may
+        repeat it or be left out. The id_token is for the client whatever the resource.
+        """
         if AUTHORIZATION_CODE not in client.grant_types:
             raise UnauthorizedClient("this client may not use authorization_code")
         row, grant = await authorization_codes.redeem(
             db, self.grants.state, digester=self.grants.digester, code=code,
             client_id=client.id, redirect_uri=redirect_uri, code_verifier=code_verifier,
-            ip=info.ip,
+            resource=resource, ip=info.ip,
         )
         found = await db.get(User, grant.user_id)
         if found is None or not found.is_active:
             raise InvalidGrant("the account is disabled or gone", keep_writes=True)
         user = UserView.of(found)
         catalog = await self.grants.catalog.current()
-        scopes = grant.scopes & client.scopes & catalog.permitted(user.roles) & catalog.own_scopes
+        if grant.resource is not None and grant.resource not in catalog.resources:
+            raise InvalidGrant("the resource server of this code is no longer registered",
+                               keep_writes=True)
+        allowed = grant.scopes & client.scopes & catalog.permitted(user.roles)
+        scopes = allowed & catalog.allowed_for(grant.resource)
         opened = await sessions.start_session(
             db, digester=self.grants.digester, policy=self.grants.policy, user_id=user.id,
-            scopes=scopes, ip=info.ip, user_agent=info.user_agent,
-        )
-        await db.execute(
-            update(AuthSession).where(AuthSession.id == opened.session_id)
-            .values(client_id=client.id)
+            scopes=scopes, ip=info.ip, user_agent=info.user_agent, audience=grant.resource,
+            client_id=client.id, browser_session_id=grant.browser_session_id,
         )
         row.session_id = opened.session_id
         audit.record(
@@ -114,10 +120,10 @@ class AuthorizationServer:
         )
         issued = self.grants.codec.issue(
             user_id=user.id, username=user.username, session_id=opened.session_id,
-            scopes=scopes, client_id=client.id,
+            scopes=scopes, audience=grant.resource, client_id=client.id,
         )
         id_token = None
-        if OPENID in scopes:
+        if OPENID in allowed:
             id_token = self.id_tokens.sign(
                 IdTokenClaims(
                     client_id=client.id, user_id=user.id,

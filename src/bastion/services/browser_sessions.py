@@ -1,9 +1,9 @@
-"""The hosted login's browser session and the consent a user gave a client.
+"""The hosted login's browser session.
 
 The cookie holds a random token; only its HMAC is stored. A session ends at
 ``GET /logout``, at expiry, or when the account is disabled (checked on use).
-Consent is kept per user and client as the set of scopes allowed: a request
-within it asks no more, a wider one asks again and the union is kept.
+Ending it also ends the sessions its codes opened and forgets the codes no
+client has redeemed yet: a client's refresh token does not outlive the sign-in.
 """
 
 from __future__ import annotations
@@ -14,11 +14,10 @@ from datetime import datetime, timedelta
 from sqlalchemy import delete, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bastion.db.models import BrowserSession, Consent, User, utcnow
-from bastion.scopes import format_scope, parse_scope
+from bastion.db.models import BrowserSession, User, utcnow
 from bastion.security.opaque_tokens import TokenDigester, generate
-from bastion.services import audit
-from bastion.services.auth_state import UserView
+from bastion.services import authorization_codes, sessions
+from bastion.services.auth_state import AuthState, UserView
 
 BROWSER_SESSION_PREFIX = "bbs_"
 
@@ -31,16 +30,27 @@ class SignedIn:
 
 
 async def start(
-    db: AsyncSession, *, digester: TokenDigester, user_id: str, ttl: int
+    db: AsyncSession, *, digester: TokenDigester, user_id: str, ttl: int,
+    current: SignedIn | None = None,
 ) -> tuple[str, str]:
-    """A new browser session for ``user_id``: (its id, the cookie value)."""
+    """A browser session for ``user_id`` who has just signed in: (its id, the cookie value).
+
+    Signing in again in a browser already signed in as ``user_id`` (``current``,
+    ``prompt=login``) renews that session, under a new cookie and ``auth_time``:
+    what its codes opened stays bound to it, and ends at its logout.
+    """
     token = generate(BROWSER_SESSION_PREFIX)
     now = utcnow()
-    row = BrowserSession(
-        token_hash=digester.digest(token), user_id=user_id, auth_time=now,
-        expires_at=now + timedelta(seconds=ttl),
-    )
-    db.add(row)
+    expires_at = now + timedelta(seconds=ttl)
+    row = await db.get(BrowserSession, current.session_id) if current is not None else None
+    if row is not None and row.user_id == user_id:
+        row.token_hash, row.auth_time, row.expires_at = digester.digest(token), now, expires_at
+    else:
+        row = BrowserSession(
+            token_hash=digester.digest(token), user_id=user_id, auth_time=now,
+            expires_at=expires_at,
+        )
+        db.add(row)
     await db.flush()
     return row.id, token
 
@@ -62,32 +72,15 @@ async def current(
     return SignedIn(session_id=row.id, user=UserView.of(user), auth_time=row.auth_time)
 
 
-async def end(db: AsyncSession, *, session_id: str) -> None:
+async def end(db: AsyncSession, state: AuthState, *, session_id: str) -> list[str]:
+    """End the browser session and what its codes gave clients; the login sessions ended."""
     await db.execute(
         update(BrowserSession)
         .where(BrowserSession.id == session_id, BrowserSession.revoked_at.is_(None))
         .values(revoked_at=utcnow())
     )
-
-
-async def consented(db: AsyncSession, *, user_id: str, client_id: str) -> frozenset[str]:
-    row = await db.get(Consent, (user_id, client_id))
-    return parse_scope(row.scopes) if row is not None else frozenset()
-
-
-async def remember_consent(
-    db: AsyncSession, *, user_id: str, client_id: str, scopes: frozenset[str], ip: str | None
-) -> None:
-    row = await db.get(Consent, (user_id, client_id))
-    if row is None:
-        db.add(Consent(user_id=user_id, client_id=client_id, scopes=format_scope(scopes)))
-    else:
-        row.scopes = format_scope(parse_scope(row.scopes) | scopes)
-    await db.flush()
-    audit.record(
-        db, "consent_granted", user_id=user_id, ip=ip,
-        detail={"client_id": client_id, "scopes": sorted(scopes)},
-    )
+    await authorization_codes.discard_of_browser_session(db, browser_session_id=session_id)
+    return await sessions.revoke_browser_logins(db, state, browser_session_id=session_id)
 
 
 async def purge_expired(db: AsyncSession, *, now: datetime | None = None) -> int:

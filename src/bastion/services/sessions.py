@@ -7,11 +7,12 @@ issues; its refresh tokens are single use, and presenting a spent one again
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import partial
 
-from sqlalchemy import delete, insert, or_, select, update
+from sqlalchemy import ColumnElement, delete, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -85,9 +86,13 @@ async def start_session(
     ip: str | None,
     user_agent: str | None,
     audience: str | None = None,
+    client_id: str | None = None,
+    browser_session_id: str | None = None,
 ) -> SessionGrant:
     """Open a session and its first refresh token: two Core inserts, no ORM round trip.
 
+    ``client_id`` and ``browser_session_id`` name the OAuth client and the hosted
+    login's browser session of a session opened by an authorization code.
     A user deleted since the password was checked fails the foreign key:
     that is an invalid grant, not a server error.
     """
@@ -103,6 +108,8 @@ async def start_session(
                 "user_id": user_id,
                 "scopes": format_scope(scopes),
                 "audience": audience,
+                "client_id": client_id,
+                "browser_session_id": browser_session_id,
                 "created_at": now,
                 "last_used_at": now,
                 "expires_at": expires_at,
@@ -218,10 +225,34 @@ async def revoke_session(
 async def revoke_user_sessions(
     db: AsyncSession, state: AuthState, *, user_id: str, except_session_id: str | None = None
 ) -> list[str]:
-    conditions = [AuthSession.user_id == user_id, AuthSession.revoked_at.is_(None)]
+    conditions = [AuthSession.user_id == user_id]
     if except_session_id is not None:
         conditions.append(AuthSession.id != except_session_id)
-    ids = list(await db.scalars(select(AuthSession.id).where(*conditions)))
+    return await _revoke_where(db, state, conditions)
+
+
+async def revoke_browser_logins(
+    db: AsyncSession, state: AuthState, *, browser_session_id: str
+) -> list[str]:
+    """End the sessions that codes of one hosted-login browser session opened."""
+    return await _revoke_where(db, state, [AuthSession.browser_session_id == browser_session_id])
+
+
+async def revoke_client_sessions(
+    db: AsyncSession, state: AuthState, *, user_id: str, client_id: str
+) -> list[str]:
+    """End every session ``user_id`` opened for the OAuth client ``client_id``."""
+    return await _revoke_where(
+        db, state, [AuthSession.user_id == user_id, AuthSession.client_id == client_id]
+    )
+
+
+async def _revoke_where(
+    db: AsyncSession, state: AuthState, conditions: Sequence[ColumnElement[bool]]
+) -> list[str]:
+    """End the live sessions matching ``conditions``; their ids."""
+    live = [*conditions, AuthSession.revoked_at.is_(None)]
+    ids = list(await db.scalars(select(AuthSession.id).where(*live)))
     if ids:
         await db.execute(
             update(AuthSession).where(AuthSession.id.in_(ids)).values(revoked_at=utcnow())

@@ -3,10 +3,12 @@
 ``GET /authorize`` checks the request; an unknown client or a redirect URI it
 did not register gets a page, never a redirect (no open redirector). Other
 errors go back to the client (RFC 6749 4.1.2.1) with ``error``, ``state`` and
-``iss`` (RFC 9207). A user without a browser session gets the login page
-(and the second-factor page when the account has one), a third-party client
-the consent page, then the client its code. The forms post the request back
-to ``POST /authorize``, which checks it again from scratch.
+``iss`` (RFC 9207). A ``resource`` (RFC 8707) names the registered API the
+access token is to be for: the scopes asked for are then that API's. A user
+without a browser session gets the login page (and the second-factor page
+when the account has one), a third-party client the consent page, then the
+client its code. The forms post the request back to ``POST /authorize``,
+which checks it again from scratch.
 """
 
 from __future__ import annotations
@@ -33,7 +35,15 @@ from bastion.errors import (
 )
 from bastion.runtime import Runtime
 from bastion.scopes import parse_scope
-from bastion.services import authorization_codes, browser_sessions, mfa, mfa_login
+from bastion.services import (
+    audit,
+    authorization_codes,
+    browser_sessions,
+    consents,
+    mfa,
+    mfa_login,
+)
+from bastion.services.access_catalog import Catalog
 from bastion.services.authorization_codes import CODE_CHALLENGE, CodeGrant
 from bastion.services.browser_sessions import SignedIn
 from bastion.services.clients import AUTHORIZATION_CODE, ClientView
@@ -74,6 +84,7 @@ class AuthorizationRequest:
     nonce: str | None = None
     code_challenge: str = ""
     prompt: frozenset[str] = frozenset()
+    resource: str | None = None
 
 
 def _single(params: Mapping[str, list[str]], name: str) -> str | None:
@@ -96,6 +107,7 @@ async def _parse(runtime: Runtime, params: Mapping[str, list[str]]) -> Authoriza
         redirect_uri = client.redirect_uris[0]
     if redirect_uri is None or redirect_uri not in client.redirect_uris:
         raise _Refused("the redirect URI is not registered for this client")
+    values["resource"] = _resource(params)
     kept = {name: value for name, value in values.items() if value is not None}
     request = AuthorizationRequest(
         client=client, redirect_uri=redirect_uri, state=values["state"], params=kept
@@ -119,19 +131,44 @@ async def _checked(
     if not CODE_CHALLENGE.fullmatch(challenge):
         raise _Denied("invalid_request", "code_challenge is not a base64url SHA-256 digest")
     catalog = await runtime.catalog.current()
-    scopes = parse_scope(values["scope"]) or client.scopes
-    if catalog.unknown_scopes(scopes):
-        raise _Denied("invalid_scope", "unknown scope")
-    if not scopes <= client.scopes:
-        raise _Denied("invalid_scope", "the scope exceeds what this client may ask for")
+    resource = values["resource"]
+    if resource is not None and resource not in catalog.resources:
+        raise _Denied("invalid_target", "unknown resource: no API is registered as it")
+    scopes = _scopes(catalog, client, parse_scope(values["scope"]), resource)
     prompt = parse_scope(values["prompt"])
     if not prompt <= {"none", "login", "consent"} or ("none" in prompt and len(prompt) > 1):
         raise _Denied("invalid_request", "prompt must be none, login or consent")
     return AuthorizationRequest(
         client=client, redirect_uri=request.redirect_uri, state=request.state,
         params=request.params, scopes=scopes, nonce=values["nonce"], code_challenge=challenge,
-        prompt=prompt,
+        prompt=prompt, resource=resource,
     )
+
+
+def _resource(params: Mapping[str, list[str]]) -> str | None:
+    """The ``resource`` (RFC 8707): one, though the RFC allows several; a token has one aud."""
+    values = params.get("resource", [])
+    if len(values) > 1:
+        raise _Denied("invalid_target", "one resource per request: a token is for one API")
+    if values and (len(values[0]) > MAX_PARAMETER or not values[0].isprintable()):
+        raise _Denied("invalid_target", "the resource is malformed")
+    return values[0] if values else None
+
+
+def _scopes(
+    catalog: Catalog, client: ClientView, requested: frozenset[str], resource: str | None
+) -> frozenset[str]:
+    """What the request asks for (by default all the client may); for a resource, its scopes."""
+    if catalog.unknown_scopes(requested):
+        raise _Denied("invalid_scope", "unknown scope")
+    if not requested <= client.scopes:
+        raise _Denied("invalid_scope", "the scope exceeds what this client may ask for")
+    if resource is None:
+        return requested or client.scopes
+    offered = catalog.allowed_for(resource) | catalog.ungated
+    if not requested <= offered:
+        raise _Denied("invalid_scope", "the scope is not one of the resource's")
+    return requested or client.scopes & offered
 
 
 def _back_to_client(runtime: Runtime, uri: str, params: dict[str, str | None]) -> Response:
@@ -191,7 +228,7 @@ class _Flow:
     async def start_session(self, user_id: str) -> tuple[SignedIn, str]:
         session_id, cookie = await browser_sessions.start(
             self.db, digester=self.runtime.digester, user_id=user_id,
-            ttl=self.runtime.oauth.browser_session_ttl,
+            ttl=self.runtime.oauth.browser_session_ttl, current=await self.signed_in(),
         )
         signed = await browser_sessions.current(
             self.db, digester=self.runtime.digester, cookie=cookie
@@ -204,7 +241,7 @@ class _Flow:
             return False
         if "consent" in self.request.prompt:
             return True
-        allowed = await browser_sessions.consented(
+        allowed = await consents.consented(
             self.db, user_id=signed.user.id, client_id=self.request.client.id
         )
         return not self.request.scopes <= allowed
@@ -216,7 +253,8 @@ class _Flow:
                                _Denied("consent_required", "the user has not allowed this"))
             catalog = await self.runtime.catalog.current()
             scopes = [(name, catalog.scopes.get(name, "")) for name in sorted(self.request.scopes)]
-            return self.page("consent.html", username=signed.user.username, scopes=scopes)
+            return self.page("consent.html", username=signed.user.username, scopes=scopes,
+                             resource=self.request.resource)
         return await self.code(signed)
 
     async def code(self, signed: SignedIn) -> Response:
@@ -229,6 +267,7 @@ class _Flow:
                 scopes=self.request.scopes & catalog.permitted(signed.user.roles),
                 code_challenge=self.request.code_challenge, nonce=self.request.nonce,
                 auth_time=signed.auth_time, browser_session_id=signed.session_id,
+                resource=self.request.resource,
             ),
         )
         return _back_to_client(
@@ -281,7 +320,7 @@ class _Flow:
         if form.get("decision") != "allow":
             return _denied(self.runtime, self.request,
                            _Denied("access_denied", "the user denied the request"))
-        await browser_sessions.remember_consent(
+        await consents.remember(
             self.db, user_id=signed.user.id, client_id=self.request.client.id,
             scopes=self.request.scopes, ip=self.info.ip,
         )
@@ -375,18 +414,24 @@ async def logout(
     http: Request,
     runtime: RuntimeDep,
     db: DbSession,
+    info: Client,
     id_token_hint: Annotated[str | None, Query(max_length=4096)] = None,
     post_logout_redirect_uri: Annotated[str | None, Query(max_length=2000)] = None,
     client_id: Annotated[str | None, Query(max_length=64)] = None,
     state: Annotated[str | None, Query(max_length=2000)] = None,
 ) -> Response:
-    """OpenID Connect RP-initiated logout: the browser session ends; back to the client if asked."""
+    """OpenID Connect RP-initiated logout: the browser session ends, with the sessions its
+    codes opened (their refresh tokens stop working); back to the client if asked."""
     cookies = Cookies(issuer=runtime.settings.issuer, digester=runtime.digester)
     signed = await browser_sessions.current(
         db, digester=runtime.digester, cookie=http.cookies.get(cookies.session)
     )
     if signed is not None:
-        await browser_sessions.end(db, session_id=signed.session_id)
+        ended = await browser_sessions.end(db, runtime.state, session_id=signed.session_id)
+        audit.record(db, "logout", user_id=signed.user.id, ip=info.ip, detail={
+            "via": "end_session", "browser_session_id": signed.session_id,
+            "sessions": len(ended),
+        })
     if id_token_hint:
         try:
             audience = runtime.oauth.id_tokens.read_hint(id_token_hint).get("aud")
