@@ -86,8 +86,18 @@ async def test_chunked_body_without_length_is_413(api: Api) -> None:
     assert response.status_code == 413
 
 
-async def test_lying_content_length_is_413(api: Api) -> None:
-    """A body longer than its declared length is cut off at the limit, not buffered."""
+@pytest.mark.parametrize(
+    "headers,http_version",
+    [
+        ([(b"content-length", b"10")], "1.1"),  # longer than it says
+        ([(b"transfer-encoding", b"chunked")], "1.1"),
+        ([], "2"),  # HTTP/2 may send a body with neither header
+    ],
+)
+async def test_undeclared_body_is_cut_off_at_the_limit(
+    headers: list[tuple[bytes, bytes]], http_version: str
+) -> None:
+    """A body longer than declared (or not declared) is cut off at the limit, not buffered."""
     from bastion.api.middleware import BodyLimitMiddleware
 
     seen: list[int] = []
@@ -114,7 +124,7 @@ async def test_lying_content_length_is_413(api: Api) -> None:
     async def send(message: dict[str, Any]) -> None:
         sent.append(message)
 
-    scope = {"type": "http", "headers": [(b"content-length", b"10")], "method": "POST"}
+    scope = {"type": "http", "headers": headers, "method": "POST", "http_version": http_version}
     await limited(scope, receive, send)
     assert sent[0]["status"] == 413
     assert max(seen) <= 1024

@@ -77,7 +77,8 @@ def create_app(
         )
     app.add_middleware(SecurityHeadersMiddleware)
     app.add_middleware(BodyLimitMiddleware, max_size=settings.max_body_size)
-    app.add_middleware(MetricsMiddleware)
+    if settings.metrics:  # counted only where /metrics serves them
+        app.add_middleware(MetricsMiddleware)
     app.add_middleware(AccessLogMiddleware)
     app.add_middleware(StartedCheckMiddleware)  # outermost: the others need the runtime
     return app

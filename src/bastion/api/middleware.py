@@ -8,6 +8,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from bastion.asgi import HttpMiddleware, on_response_start, send_json
 
 SENSITIVE_PREFIXES = ("/auth", "/users", "/admin")
+HTTP1 = frozenset({"1.0", "1.1"})
 
 
 class _TooLarge(HTTPException):
@@ -29,6 +30,7 @@ class BodyLimitMiddleware(HttpMiddleware):
         self.max_size = max_size
 
     async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        has_body = False
         for name, value in scope["headers"]:
             if name == b"content-length":
                 try:
@@ -38,6 +40,14 @@ class BodyLimitMiddleware(HttpMiddleware):
                 if declared > self.max_size:
                     await _send_413(send)
                     return
+                has_body = declared > 0
+            elif name == b"transfer-encoding":
+                has_body = True
+        if not has_body and scope.get("http_version", "1.1") in HTTP1:
+            # HTTP/1.x frames a body by Content-Length or Transfer-Encoding: neither, no body
+            # (most requests: GETs). HTTP/2 may send one without either, so it is counted.
+            await self.app(scope, receive, send)
+            return
         received = 0
         started = False
 
