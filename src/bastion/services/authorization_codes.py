@@ -82,17 +82,14 @@ async def redeem(
         raise InvalidGrant("unknown authorization code")
     now = utcnow()
     code_hash = digester.digest(code)
-    spent = await db.execute(
+    row = await db.scalar(
         update(AuthorizationCode)
         .where(AuthorizationCode.code_hash == code_hash, AuthorizationCode.used_at.is_(None))
         .values(used_at=now)
-        .returning(AuthorizationCode.id)
+        .returning(AuthorizationCode)
     )
-    code_id = spent.scalar()
-    if code_id is None:
+    if row is None:
         await _reject_reuse(db, state, code_hash=code_hash, ip=ip)
-    row = await db.get(AuthorizationCode, code_id)
-    assert row is not None
     failure = _mismatch(row, now, client_id, redirect_uri, code_verifier)
     if failure is not None:
         raise InvalidGrant(failure, keep_writes=True)  # the code stays spent

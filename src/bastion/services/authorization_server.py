@@ -13,12 +13,10 @@ from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bastion.db.models import User
 from bastion.errors import InvalidGrant, InvalidScope, InvalidTarget, UnauthorizedClient
 from bastion.scopes import OPENID, format_scope, parse_scope
 from bastion.security.id_tokens import IdTokenClaims, IdTokenSigner
 from bastion.services import audit, authorization_codes, sessions
-from bastion.services.auth_state import UserView
 from bastion.services.clients import (
     AUTHORIZATION_CODE,
     CLIENT_CREDENTIALS,
@@ -98,10 +96,9 @@ class AuthorizationServer:
             client_id=client.id, redirect_uri=redirect_uri, code_verifier=code_verifier,
             resource=resource, ip=info.ip,
         )
-        found = await db.get(User, grant.user_id)
-        if found is None or not found.is_active:
+        user = await self.grants.state.user(grant.user_id)  # the view every request reads
+        if user is None or not user.is_active:
             raise InvalidGrant("the account is disabled or gone", keep_writes=True)
-        user = UserView.of(found)
         catalog = await self.grants.catalog.current()
         if grant.resource is not None and grant.resource not in catalog.resources:
             raise InvalidGrant("the resource server of this code is no longer registered",
