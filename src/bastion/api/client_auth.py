@@ -14,9 +14,10 @@ from urllib.parse import unquote_plus
 
 from fastapi import Depends, Request
 
-from bastion.api.deps import RuntimeDep, authenticate
+from bastion.api.deps import authenticate
 from bastion.api.schemas import TokenForm
 from bastion.errors import InvalidClient, InvalidRequest
+from bastion.runtime import Runtime
 from bastion.scopes import TOKENS_INTROSPECT
 from bastion.services.clients import ClientRegistry, ClientView
 from bastion.services.principals import Principal
@@ -53,8 +54,9 @@ async def token_client(request: Request, form: TokenForm, clients: ClientRegistr
     return await clients.authenticate(form.client_id, form.client_secret)
 
 
-async def _introspection_caller(request: Request, runtime: RuntimeDep) -> str:
+async def _introspection_caller(request: Request) -> str:
     """Who asks: a confidential client by Basic, else a credential with ``tokens:introspect``."""
+    runtime: Runtime = request.app.state.runtime  # as in ``authenticate``: no sub-dependency
     credentials = basic_client(request)
     if credentials is not None and await runtime.clients.get(credentials[0]) is not None:
         client = await runtime.clients.authenticate(*credentials)
