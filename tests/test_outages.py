@@ -5,17 +5,20 @@ from __future__ import annotations
 
 import logging
 import sqlite3
+import time
 from typing import Any
 
 import httpx
 import pytest
+from pydantic import SecretStr
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from bastion.app import create_app
+from bastion.config import Settings
 from bastion.db import probe
 from bastion.outages import OutageLog, describe, failed_dependency
-from bastion.runtime import Runtime
+from bastion.runtime import Runtime, build_runtime
 from conftest import Api
 
 
@@ -157,7 +160,29 @@ async def test_readyz_fails_when_the_database_file_cannot_grow(
     assert response.json()["reason"] == "database"
 
 
-@pytest.mark.parametrize("settings_overrides", [{"redis_url": "redis://127.0.0.1:1/0"}])
+# No Redis listens there: startup waits 0.1 s, not 5, for a subscription that cannot come.
+REDIS_DOWN = {"redis_url": "redis://127.0.0.1:1/0", "redis_startup_wait": 0.1}
+
+
+async def test_startup_waits_for_a_subscription_as_long_as_redis_startup_wait(
+    settings: Settings,
+) -> None:
+    """Redis refuses the connection: startup gives up on the subscription after
+    REDIS_STARTUP_WAIT (default 5 s), serves without it and keeps trying in the background."""
+    down = settings.model_copy(update={"redis_url": SecretStr(REDIS_DOWN["redis_url"])})
+    assert down.redis_startup_wait == 5.0
+    started = time.monotonic()
+    runtime = await build_runtime(down.model_copy(update={"redis_startup_wait": 0.5}))
+    elapsed = time.monotonic() - started
+    try:
+        assert runtime.events is not None
+        assert await runtime.unready() == "redis"
+    finally:
+        await runtime.close()
+    assert 0.5 <= elapsed < 4.0, elapsed
+
+
+@pytest.mark.parametrize("settings_overrides", [REDIS_DOWN])
 async def test_logins_work_and_stay_throttled_while_redis_is_down(
     api: Api, settings_overrides: dict[str, Any]
 ) -> None:

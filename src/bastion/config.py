@@ -44,6 +44,10 @@ class Settings(BaseSettings):
     redis_url: SecretStr | None = None
     # Seconds for every Redis connect and reply: a stopped or frozen Redis must not hold a request.
     redis_timeout: float = Field(default=DEFAULT_REDIS_TIMEOUT, gt=0, le=30)
+    # Seconds startup waits for the state fan-out's first subscription; then it serves
+    # without one (changes from other processes arrive within STATE_CACHE_TTL) and keeps
+    # reconnecting in the background.
+    redis_startup_wait: float = Field(default=5.0, ge=0, le=60)
     issuer: str = "http://127.0.0.1:8000"
     audience: str = "bastion"
     jwt_algorithm: JwtAlgorithm = "ES256"

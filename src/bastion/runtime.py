@@ -222,7 +222,7 @@ async def build_runtime(
     )
     if redis_url:
         client = create_client(redis_url, timeout=settings.redis_timeout)
-        events = StateEvents(client, state)
+        events = StateEvents(client, state, startup_wait=settings.redis_startup_wait)
         await events.start()
         runtime = dataclasses.replace(runtime, redis=client, events=events)
     return runtime

@@ -28,9 +28,12 @@ MAX_RECONNECT_DELAY = 10.0
 
 
 class StateEvents:
-    def __init__(self, client: redis.Redis, state: AuthState) -> None:
+    def __init__(
+        self, client: redis.Redis, state: AuthState, *, startup_wait: float = 5.0
+    ) -> None:
         self._client = client
         self._state = state
+        self._startup_wait = startup_wait  # seconds start() waits for the first subscription
         self._origin = secrets.token_hex(8)
         self._pending: set[asyncio.Task[None]] = set()
         self._listener: asyncio.Task[None] | None = None
@@ -42,7 +45,7 @@ class StateEvents:
         self._state.listeners.append(self._publish_soon)
         self._listener = asyncio.create_task(self._listen_forever())
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._subscribed.wait(), timeout=5)
+            await asyncio.wait_for(self._subscribed.wait(), timeout=self._startup_wait)
 
     async def close(self) -> None:
         if self._listener is not None:
