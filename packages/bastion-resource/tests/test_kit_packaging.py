@@ -42,9 +42,13 @@ def test_the_kit_installs_alone_in_a_fresh_venv(tmp_path: Path) -> None:
     source = tmp_path / "bastion-resource"  # a copy: the build leaves nothing in the tree
     shutil.copytree(KIT, source, ignore=shutil.ignore_patterns("build", "*.egg-info", "tests"))
     venv = tmp_path / "venv"
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=60)
+    # Without pip of its own (bootstrapping one takes longer than the install itself): this
+    # interpreter's pip installs into it, resolving against the new venv, which holds nothing.
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True,
+                   timeout=60)
     python = str(venv / "bin" / "python")
-    install = [python, "-m", "pip", "install", "-q", "--disable-pip-version-check", str(source)]
+    install = [sys.executable, "-m", "pip", "--python", python, "install", "-q",
+               "--disable-pip-version-check", str(source)]
     subprocess.run(install, check=True, timeout=180, capture_output=True)
     probe = subprocess.run([python, "-c", PROBE], check=True, capture_output=True, text=True)
     found = json.loads(probe.stdout)
