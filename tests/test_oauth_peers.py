@@ -4,9 +4,12 @@ with PKCE, id_token validation, userinfo and refresh. The test is the person at 
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 import shutil
 import subprocess
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -70,21 +73,46 @@ def sign_in(setup: Setup, authorization_url: str) -> str:
     return location
 
 
+def _node_modules(npm: str) -> Path:
+    """The relying party's node_modules, installed by ``npm ci`` once per package.json and
+    package-lock.json: kept under the user's cache directory, outside the work tree, so
+    that every checkout (CI's fresh clone too) reuses it until the lockfile changes."""
+    manifests = [RP_DIR / "package.json", RP_DIR / "package-lock.json"]
+    digest = hashlib.sha256(b"".join(path.read_bytes() for path in manifests)).hexdigest()
+    root = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "bastion-tests"
+    installed = root / f"oidc-rp-{digest[:16]}"
+    if not (installed / "node_modules" / "openid-client").is_dir():
+        root.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix="oidc-rp-", dir=root))
+        for path in manifests:
+            shutil.copy2(path, staging / path.name)
+        subprocess.run([npm, "ci", "--no-audit", "--no-fund"], cwd=staging, check=True,
+                       capture_output=True, timeout=300)
+        try:
+            staging.rename(installed)
+        except OSError:  # another run installed it meanwhile
+            shutil.rmtree(staging, ignore_errors=True)
+    return installed / "node_modules"
+
+
 @pytest.fixture(scope="module")
-def node_rp() -> Path:
+def node_rp(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """Node, and a directory with rp.mjs beside the cached node_modules."""
     node, npm = shutil.which("node"), shutil.which("npm")
     if node is None or npm is None:
         pytest.skip("node and npm are needed for the openid-client relying party (Node 20+)")
-    if not (RP_DIR / "node_modules" / "openid-client").is_dir():
-        subprocess.run([npm, "ci", "--no-audit", "--no-fund"], cwd=RP_DIR, check=True,
-                       capture_output=True, timeout=300)
-    return Path(node)
+    workdir = tmp_path_factory.mktemp("oidc-rp")
+    for name in ("package.json", "rp.mjs"):
+        shutil.copy2(RP_DIR / name, workdir / name)
+    (workdir / "node_modules").symlink_to(_node_modules(npm), target_is_directory=True)
+    return Path(node), workdir
 
 
-def test_openid_client_completes_the_code_flow(setup: Setup, node_rp: Path) -> None:
+def test_openid_client_completes_the_code_flow(setup: Setup, node_rp: tuple[Path, Path]) -> None:
+    node, workdir = node_rp
     rp = subprocess.Popen(
-        [str(node_rp), "rp.mjs", setup.server.base, setup.client_id, setup.redirect_uri],
-        cwd=RP_DIR, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        [str(node), "rp.mjs", setup.server.base, setup.client_id, setup.redirect_uri],
+        cwd=workdir, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         text=True,
     )
     try:
