@@ -19,17 +19,20 @@ from test_browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, execute, open_opera
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[Server]:
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """One server for the module: each test opens a browser context of its own (no cookie
+    carries over), and the first-party docs client never asks for the consent given here."""
     if not Path(CHROMIUM).exists():
         pytest.skip("no Chromium (/usr/bin/chromium): `make chromium` installs Debian's as root")
-    with running_server(tmp_path) as running:
-        create_admin(tmp_path, "browseradmin")
+    workdir = tmp_path_factory.mktemp("oauth-browser")
+    with running_server(workdir) as running:
+        create_admin(workdir, "browseradmin")
         register(running.base, "browser-user")
         yield running
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
     with sync_playwright() as playwright:
         launched = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
