@@ -434,7 +434,10 @@ def test_redis_stopped_logins_still_work_and_are_throttled(
         _recovers(server, "rs1")
         assert httpx.get(f"{server.base}/readyz").status_code == 200
         assert 1 <= _log_lines(log, "Redis does not answer") <= 4  # a switch or two per worker
-        assert _log_lines(log, "state subscription lost") == 2  # one per worker
+        # At least once per worker, logged once per loss, not per reconnect attempt (on a
+        # loaded machine a resubscription made as Redis comes back can be lost once more).
+        lost = _log_lines(log, "state subscription lost")
+        assert 2 <= lost <= 4, lost
         assert _log_lines(log, "Traceback") == 0
     _assert_todos_stored(f"sqlite+aiosqlite:///{tmp_path / 'server' / 'serve.db'}", report)
 
