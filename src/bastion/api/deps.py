@@ -92,8 +92,8 @@ async def authenticate(request: Request, scopes: Sequence[str] = ()) -> Principa
         principal = await principals.from_api_key(query_key)
     elif scheme == "basic" and runtime.settings.basic_auth:
         basic = await basic_scheme(request)
-        if basic is None:
-            raise AuthenticationError("malformed Basic credentials")
+        if basic is None:  # "Basic" with no credentials after it
+            raise basic_scheme.make_not_authenticated_error()
         client = client_info(request, runtime)
         principal = await principals.from_basic(basic.username, basic.password, client)
     else:

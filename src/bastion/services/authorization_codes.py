@@ -1,9 +1,10 @@
 """Authorization codes (RFC 6749 4.1, RFC 7636): random, stored as an HMAC, single use, short.
 
 A code is bound to its client, its exact redirect URI, a PKCE S256
-challenge and the resource (RFC 8707) its access token is to be for. It is spent by one conditional UPDATE, so of two concurrent
-redemptions exactly one wins. Presenting a spent code again revokes the
-session its first redemption opened (RFC 6749 4.1.2).
+challenge and the resource (RFC 8707) its access token is to be for. It is
+spent by one conditional UPDATE, so of two concurrent redemptions exactly
+one wins. Presenting a spent code again revokes the session its first
+redemption opened (RFC 6749 4.1.2).
 """
 
 from __future__ import annotations

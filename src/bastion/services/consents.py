@@ -46,8 +46,9 @@ async def remember(
     if row is None:
         db.add(Consent(user_id=user_id, client_id=client_id, scopes=format_scope(scopes)))
     else:
-        widened = parse_scope(row.scopes) | scopes
-        if widened != parse_scope(row.scopes):
+        given = parse_scope(row.scopes)
+        widened = given | scopes
+        if widened != given:
             row.scopes = format_scope(widened)
             row.updated_at = utcnow()
     await db.flush()

@@ -28,9 +28,7 @@ MAX_RECONNECT_DELAY = 10.0
 
 
 class StateEvents:
-    def __init__(
-        self, client: redis.Redis, state: AuthState, *, startup_wait: float = 5.0
-    ) -> None:
+    def __init__(self, client: redis.Redis, state: AuthState, *, startup_wait: float) -> None:
         self._client = client
         self._state = state
         self._startup_wait = startup_wait  # seconds start() waits for the first subscription
