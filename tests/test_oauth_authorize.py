@@ -73,6 +73,15 @@ class Flow:
         return await self.api.client.post("/auth/token", data=data, headers=headers)
 
 
+def assert_error_sent_back(answer: httpx.Response, error: str) -> None:
+    """RFC 6749 4.1.2.1: back to the client's redirect URI with error, state and iss; no code."""
+    assert answer.status_code == 303, answer.text
+    assert answer.headers["location"].startswith(CALLBACK + "?")
+    query = query_of(answer.headers["location"])
+    assert query["error"] == error and query["state"] == "st-123" and query["iss"] == ISSUER
+    assert "code" not in query
+
+
 async def new_flow(api: Api, *, first_party: bool = True, **body: Any) -> Flow:
     admin = await api.account("admin")
     spec: dict[str, Any] = {
@@ -158,11 +167,7 @@ async def test_errors_go_back_to_the_client_with_state_and_iss(
 ) -> None:
     flow = await new_flow(api)
     answer = await flow.authorize(**extra)
-    assert answer.status_code == 303, answer.text
-    assert answer.headers["location"].startswith(CALLBACK + "?")
-    query = query_of(answer.headers["location"])
-    assert query["error"] == error and query["state"] == "st-123" and query["iss"] == ISSUER
-    assert "code" not in query
+    assert_error_sent_back(answer, error)
 
 
 async def test_no_state_sent_none_echoed(api: Api) -> None:

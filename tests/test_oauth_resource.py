@@ -11,7 +11,7 @@ import pytest
 from conftest import Api
 from oauth_flow import consent_fields, query_of
 from test_access_model import _orders_api
-from test_oauth_authorize import CALLBACK, ISSUER, Flow, new_flow
+from test_oauth_authorize import Flow, assert_error_sent_back, new_flow
 
 ORDERS = "https://orders.example"
 BILLING = "https://billing.example"
@@ -92,11 +92,7 @@ async def test_a_bad_resource_request_goes_back_to_the_client(
     flow = await _orders_flow(api)
     params = {**flow.params(), **extra}
     answer = await api.client.get("/authorize", params=params)
-    assert answer.status_code == 303, answer.text
-    assert answer.headers["location"].startswith(CALLBACK + "?")
-    query = query_of(answer.headers["location"])
-    assert query["error"] == error and query["state"] == "st-123" and query["iss"] == ISSUER
-    assert "code" not in query
+    assert_error_sent_back(answer, error)
 
 
 async def test_two_resources_are_invalid_target(api: Api) -> None:
