@@ -129,8 +129,8 @@ _FormText = Annotated[
 class TokenForm(BaseModel):
     """The token endpoint's form (RFC 6749 sections 4.3 and 6); other fields are ignored.
 
-    One model rather than one ``Form()`` parameter each: FastAPI then reads
-    the form in one pass instead of re-inspecting every parameter per request.
+    Read by ``api.oauth_params.oauth_form``, in one pass, like the revocation
+    and introspection forms below.
     """
 
     grant_type: _FormText = None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Form, Request, Response, status
+from fastapi import APIRouter, Depends, Request, Response, status
 
 from bastion.api.deps import (
     Client,
@@ -15,7 +15,7 @@ from bastion.api.deps import (
     requires,
 )
 from bastion.api.oauth_grants import CLIENT_GRANTS, client_grant, refresh_client
-from bastion.api.oauth_params import single_valued
+from bastion.api.oauth_params import form_body, oauth_form
 from bastion.api.params import ObjectId
 from bastion.api.responses import AUTH_ERRORS, OAUTH_ERRORS, errors
 from bastion.api.routes.account_recovery import kit_of
@@ -86,7 +86,7 @@ def _resource(form: TokenForm, request: Request) -> str | None:
     response_model=TokenOut,
     response_model_exclude_none=True,
     responses=OAUTH_ERRORS,
-    dependencies=[Depends(single_valued)],
+    openapi_extra=form_body(TokenForm),
 )
 async def token(
     request: Request,
@@ -94,7 +94,7 @@ async def token(
     db: DbSession,
     runtime: RuntimeDep,
     client: Client,
-    form: Annotated[TokenForm, Form()],
+    form: Annotated[TokenForm, Depends(oauth_form(TokenForm))],
 ) -> TokenOut:
     """OAuth 2.0 token endpoint (RFC 6749): the password and refresh_token grants, and
     ``urn:bastion:mfa`` (the second step of a login whose account has a second factor)."""
@@ -140,14 +140,14 @@ async def token(
     "/revoke",
     # The answer has no body: declared so, rather than as FastAPI's default JSON.
     response_class=Response,
-    dependencies=[Depends(single_valued)],
     responses={200: {"description": "Revoked, or nothing to revoke"}, **OAUTH_ERRORS},
+    openapi_extra=form_body(RevokeForm),
 )
 async def revoke(
     db: DbSession,
     runtime: RuntimeDep,
     client: Client,
-    form: Annotated[RevokeForm, Form()],
+    form: Annotated[RevokeForm, Depends(oauth_form(RevokeForm))],
 ) -> Response:
     """RFC 7009: always 200; a known refresh or access token's session ends."""
     user_id = await runtime.grants.revoke(db, token=form.token)

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Form, Response
+from fastapi import APIRouter, Depends, Response
 
 from bastion.api.client_auth import INTROSPECTION_SECURITY, IntrospectionCaller
 from bastion.api.deps import CurrentPrincipal, RuntimeDep
+from bastion.api.oauth_params import form_body, oauth_form
 from bastion.api.responses import errors
 from bastion.api.schemas import IntrospectForm, IntrospectionOut, UserInfoOut
 from bastion.errors import InsufficientScope
@@ -21,12 +22,12 @@ router = APIRouter(tags=["auth"])
     response_model=IntrospectionOut,
     response_model_exclude_none=True,
     responses=errors(400, 401, 403, 413, 429),
-    openapi_extra=INTROSPECTION_SECURITY,
+    openapi_extra={**INTROSPECTION_SECURITY, **form_body(IntrospectForm)},
 )
 async def introspect(
     runtime: RuntimeDep,
     caller: IntrospectionCaller,
-    form: Annotated[IntrospectForm, Form()],
+    form: Annotated[IntrospectForm, Depends(oauth_form(IntrospectForm))],
 ) -> Response:
     """RFC 7662: ``active: true`` and the token's claims only while its session and user stand.
 
