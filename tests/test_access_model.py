@@ -232,6 +232,23 @@ async def test_introspection_without_token_is_invalid_request(api: Api) -> None:
     assert response.json()["error"] == "invalid_request"
 
 
+async def test_introspection_refuses_a_repeated_token(api: Api) -> None:
+    """RFC 6749 3.2, as at the token endpoint: which of two tokens is introspected is not
+    the parser's to choose."""
+    caller = await _introspector(api)
+    user = await api.account()
+    form = {"Content-Type": "application/x-www-form-urlencoded", **caller}
+    repeated = await api.client.post(
+        "/auth/introspect", content=f"token={user.access_token}&token=garbage", headers=form
+    )
+    assert repeated.status_code == 400
+    assert repeated.json()["error"] == "invalid_request"
+    single = await api.client.post(
+        "/auth/introspect", content=f"token={user.access_token}", headers=form
+    )
+    assert single.json()["active"] is True
+
+
 async def test_userinfo(api: Api) -> None:
     user = await api.account()
     response = await api.client.get("/userinfo", headers=user.headers)

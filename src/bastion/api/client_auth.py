@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import base64
 import binascii
-from typing import Annotated
 from urllib.parse import unquote_plus
 
-from fastapi import Depends, Request
+from fastapi import Request
 
 from bastion.api.deps import authenticate
 from bastion.api.schemas import TokenForm
@@ -54,7 +53,7 @@ async def token_client(request: Request, form: TokenForm, clients: ClientRegistr
     return await clients.authenticate(form.client_id, form.client_secret)
 
 
-async def _introspection_caller(request: Request) -> str:
+async def introspection_caller(request: Request) -> str:
     """Who asks: a confidential client by Basic, else a credential with ``tokens:introspect``."""
     runtime: Runtime = request.app.state.runtime  # as in ``authenticate``: no sub-dependency
     credentials = basic_client(request)
@@ -67,7 +66,6 @@ async def _introspection_caller(request: Request) -> str:
     return principal.client_id or principal.user.id
 
 
-IntrospectionCaller = Annotated[str, Depends(_introspection_caller)]
-# What the OpenAPI document says of it (its route's ``openapi_extra``): the caller is
+# What the OpenAPI document says of the caller (its route's ``openapi_extra``): it is
 # read from the request itself, so no security dependency declares it.
 INTROSPECTION_SECURITY = {"security": [{"OAuth2": list(INTROSPECTION_SCOPES)}]}

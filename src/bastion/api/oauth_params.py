@@ -47,21 +47,24 @@ def refuse_repeated(*params: ImmutableMultiDict[str, Any]) -> None:
                                  + " ".join(named))
 
 
+async def read_oauth_form(request: Request, model: type[FormModel]) -> FormModel:
+    """``model`` read from the request's form (see the module)."""
+    form = await request.form()
+    refuse_repeated(request.query_params, form)
+    try:
+        return model.model_validate({name: value for name, value in form.items() if value != ""})
+    except ValidationError as exc:
+        raise RequestValidationError([
+            {**error, "loc": ("body", *error["loc"])}
+            for error in exc.errors(include_url=False, include_input=False)
+        ]) from None
+
+
 def oauth_form(model: type[FormModel]) -> Callable[[Request], Awaitable[FormModel]]:
-    """The dependency that reads ``model`` from the request's form (see the module)."""
+    """The dependency that reads ``model`` from the request's form."""
 
     async def read_form(request: Request) -> FormModel:
-        form = await request.form()
-        refuse_repeated(request.query_params, form)
-        try:
-            return model.model_validate(
-                {name: value for name, value in form.items() if value != ""}
-            )
-        except ValidationError as exc:
-            raise RequestValidationError([
-                {**error, "loc": ("body", *error["loc"])}
-                for error in exc.errors(include_url=False, include_input=False)
-            ]) from None
+        return await read_oauth_form(request, model)
 
     return read_form
 

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from fastapi import APIRouter, Request, Response
 
-from fastapi import APIRouter, Depends, Response
-
-from bastion.api.client_auth import INTROSPECTION_SECURITY, IntrospectionCaller
-from bastion.api.deps import CurrentPrincipal, RuntimeDep
-from bastion.api.oauth_params import form_body, oauth_form
+from bastion.api.client_auth import INTROSPECTION_SECURITY, introspection_caller
+from bastion.api.deps import CurrentPrincipal
+from bastion.api.oauth_params import form_body, read_oauth_form
 from bastion.api.responses import errors
 from bastion.api.schemas import IntrospectForm, IntrospectionOut, UserInfoOut
 from bastion.errors import InsufficientScope
+from bastion.runtime import Runtime
 from bastion.scopes import ME, OPENID, format_scope
 
 router = APIRouter(tags=["auth"])
@@ -24,16 +23,17 @@ router = APIRouter(tags=["auth"])
     responses=errors(400, 401, 403, 413, 429),
     openapi_extra={**INTROSPECTION_SECURITY, **form_body(IntrospectForm)},
 )
-async def introspect(
-    runtime: RuntimeDep,
-    caller: IntrospectionCaller,
-    form: Annotated[IntrospectForm, Depends(oauth_form(IntrospectForm))],
-) -> Response:
+async def introspect(request: Request) -> Response:
     """RFC 7662: ``active: true`` and the token's claims only while its session and user stand.
 
     The caller is a confidential client (HTTP Basic ``client_id:client_secret``), or
     authenticates with an API key (or token) carrying ``tokens:introspect``.
     """
+    # No dependencies: a resource server may ask on every request it serves, and each
+    # one costs FastAPI's solver more than the work it does here.
+    runtime: Runtime = request.app.state.runtime
+    await introspection_caller(request)
+    form = await read_oauth_form(request, IntrospectForm)
     found = await runtime.principals.introspect(form.token)
     if found is None:
         return _answer(IntrospectionOut(active=False))
