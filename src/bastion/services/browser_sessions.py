@@ -30,12 +30,12 @@ class SignedIn:
 
 
 async def start(
-    db: AsyncSession, *, digester: TokenDigester, user_id: str, ttl: int,
+    db: AsyncSession, *, digester: TokenDigester, user: UserView, ttl: int,
     current: SignedIn | None = None,
-) -> tuple[str, str]:
-    """A browser session for ``user_id`` who has just signed in: (its id, the cookie value).
+) -> tuple[SignedIn, str]:
+    """A browser session for ``user``, who has just signed in: (it, the cookie value).
 
-    Signing in again in a browser already signed in as ``user_id`` (``current``,
+    Signing in again in a browser already signed in as ``user`` (``current``,
     ``prompt=login``) renews that session, under a new cookie and ``auth_time``:
     what its codes opened stays bound to it, and ends at its logout.
     """
@@ -43,16 +43,16 @@ async def start(
     now = utcnow()
     expires_at = now + timedelta(seconds=ttl)
     row = await db.get(BrowserSession, current.session_id) if current is not None else None
-    if row is not None and row.user_id == user_id:
+    if row is not None and row.user_id == user.id:
         row.token_hash, row.auth_time, row.expires_at = digester.digest(token), now, expires_at
     else:
         row = BrowserSession(
-            token_hash=digester.digest(token), user_id=user_id, auth_time=now,
+            token_hash=digester.digest(token), user_id=user.id, auth_time=now,
             expires_at=expires_at,
         )
         db.add(row)
     await db.flush()
-    return row.id, token
+    return SignedIn(session_id=row.id, user=user, auth_time=now), token
 
 
 async def current(

@@ -44,6 +44,7 @@ from bastion.services import (
     mfa_login,
 )
 from bastion.services.access_catalog import Catalog
+from bastion.services.auth_state import UserView
 from bastion.services.authorization_codes import CODE_CHALLENGE, CodeGrant
 from bastion.services.browser_sessions import SignedIn
 from bastion.services.clients import AUTHORIZATION_CODE, ClientView
@@ -225,16 +226,11 @@ class _Flow:
             self.db, digester=self.runtime.digester, cookie=cookie
         )
 
-    async def start_session(self, user_id: str) -> tuple[SignedIn, str]:
-        session_id, cookie = await browser_sessions.start(
-            self.db, digester=self.runtime.digester, user_id=user_id,
+    async def start_session(self, user: UserView) -> tuple[SignedIn, str]:
+        return await browser_sessions.start(
+            self.db, digester=self.runtime.digester, user=user,
             ttl=self.runtime.oauth.browser_session_ttl, current=await self.signed_in(),
         )
-        signed = await browser_sessions.current(
-            self.db, digester=self.runtime.digester, cookie=cookie
-        )
-        assert signed is not None and signed.session_id == session_id
-        return signed, cookie
 
     async def needs_consent(self, signed: SignedIn) -> bool:
         if self.request.client.first_party:
@@ -292,7 +288,7 @@ class _Flow:
         except InvalidCredentialsGrant:
             return self.login_page(error="Incorrect username or password.", status=401,
                                    username=identifier[:320])
-        return await self.signed_in_as(user.id)
+        return await self.signed_in_as(user)
 
     async def second_factor(self, form: Mapping[str, str]) -> Response:
         try:
@@ -302,10 +298,11 @@ class _Flow:
             )
         except InvalidGrant as exc:
             return self.login_page(error=exc.message, status=401)
-        return await self.signed_in_as(user.id)
+        return await self.signed_in_as(UserView.of(user))
 
-    async def signed_in_as(self, user_id: str) -> Response:
-        signed, cookie = await self.start_session(user_id)
+    async def signed_in_as(self, user: UserView) -> Response:
+        """A browser session for ``user``, whose credentials this request has just checked."""
+        signed, cookie = await self.start_session(user)
         response = await self.consent_or_code(signed)
         self.cookies.set(
             response, self.cookies.session, cookie,
