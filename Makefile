@@ -66,7 +66,7 @@ $(BENCH_VENV)/.installed: bench/requirements.txt
 	touch $@
 
 # Side-by-side benchmark against the reference peers in bench/peers (wrk on loopback); about
-# 14 minutes. `make bench BENCH_ARGS=--quick` is a one-minute smoke run of every server.
+# 19 minutes. `make bench BENCH_ARGS=--quick` is a one-minute smoke run of every server.
 # The kit's row runs bench/kit_service.py with Bastion's interpreter: the kit goes in .venv too.
 $(VENV)/.installed-kit: $(BIN)/python packages/bastion-resource/pyproject.toml constraints.txt
 	$(BIN)/pip install -q $(PIN) -e packages/bastion-resource
