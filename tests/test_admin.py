@@ -125,6 +125,8 @@ async def test_search_and_page_users(api: Api) -> None:
 INVALID_PATCHES: dict[str, dict[str, Any]] = {
     "unknown role": {"roles": ["root"]},
     "one unknown role": {"roles": ["user", "superuser"]},
+    "a role name with a NUL": {"roles": ["\x00"]},
+    "a role name in capitals": {"roles": ["Admin"]},
     "roles not a list": {"roles": "admin"},
     "unknown field": {"hashed_password": "x"},
     "is_active not a boolean": {"is_active": "maybe"},

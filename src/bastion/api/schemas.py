@@ -241,11 +241,14 @@ class TodoOut(BaseModel):
 
 # Administration
 
+RoleName = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_.-]{0,31}$")]
+
 
 class AdminUserPatch(Input):
     is_active: bool | None = None
     password: Password | None = None  # policy-checked; every session of the user ends
-    roles: Annotated[list[Annotated[str, Field(max_length=32)]], Field(max_length=10)] | None = None
+    # A malformed name is refused here, before any query: PostgreSQL refuses a NUL in text.
+    roles: Annotated[list[RoleName], Field(max_length=10)] | None = None
 
 
 class AuditEventOut(BaseModel):
@@ -275,7 +278,6 @@ class Health(BaseModel):
 ScopeText = Annotated[
     str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:/-]{0,63}$")
 ]
-RoleName = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_.-]{0,31}$")]
 AccessDescription = Annotated[
     str, Field(min_length=1, max_length=200), AfterValidator(no_controls)
 ]
