@@ -61,9 +61,10 @@ def bastion_routers(settings: Settings) -> list[APIRouter]:
         routers.append(todos.router)
     routers += [
         introspection.router,  # asked by resource servers, as often as their own routes
-        auth.router, api_keys.router, consents.router, admin.router, access.router,
+        auth.router,
+        authorize.router,  # every sign-in: two requests here beside one at /auth/token
+        api_keys.router, consents.router, admin.router, access.router,
         account_recovery.router, mfa.router, mfa.admin_router, clients.router,
-        authorize.router,
         meta.router,
     ]
     if settings.metrics:
