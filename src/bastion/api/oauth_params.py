@@ -9,8 +9,9 @@ endpoints answer as 400 ``invalid_request``. The route documents the body
 with ``form_body(Model)``: FastAPI sees no ``Form()`` parameter to do it.
 
 A model validated from a dict costs one pydantic call; FastAPI's form
-models inspect every field's annotation on every request, which is most of
-what a token or introspection request costs the event loop.
+models inspect every field's annotation on every request (about a fifth of
+a login's event-loop CPU in a profile). ``read_oauth_form`` is the same read
+for a route that takes no dependencies at all, as introspection does.
 """
 
 from __future__ import annotations
